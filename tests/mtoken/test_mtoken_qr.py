@@ -22,7 +22,7 @@ NONCE_AND_SIG = (
 
 TEXTS = {
     "czech": ("Platba kartou", "Příliš žluťoučký kůň úpěl ďábelské ódy"),
-    "german": ("Überweisung", "Grüße aus Köln, Straße 5 – Maß"),
+    "german": ("Überweisung", "Grüße aus Köln, Straße 5 \u2013 Maß"),
     "latin1_only": ("Zahlung", "Grüße"),  # valid Latin-1 too: must stay UTF-8
     "cyrillic": ("Платёж", "Пожалуйста, подтвердите перевод"),
     "cjk": ("支払い確認", "请确认这笔付款 — 결제를 확인하세요"),
@@ -68,7 +68,7 @@ def test_jpeg_round_trip_is_exact(name: str) -> None:
 
 
 def test_large_payload_round_trip() -> None:
-    note = "Poznámka k platbě č. 42 – " * 20
+    note = "Poznámka k platbě č. 42 \u2013 " * 20
     payload = payload_with("Dávková platba", "Potvrďte prosím", note=note)
     assert len(payload.encode()) > 600
 
