@@ -1,0 +1,133 @@
+"""Database engine, per-request sessions and the schema (Alembic) for the app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+DEFAULT_SQLITE_NAME = "powerauth.sqlite"
+# How long a SQLite writer waits for the lock of another one (seconds).
+SQLITE_BUSY_TIMEOUT = 30
+
+
+def database_url(app: Flask) -> str:
+    """``DATABASE_URL``, or a SQLite file in the instance folder."""
+    url = app.config.get("DATABASE_URL") or ""
+    if url:
+        return str(url)
+    return f"sqlite:///{Path(app.instance_path) / DEFAULT_SQLITE_NAME}"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; on SQLite every transaction takes the write lock first.
+
+    Verification reads an activation and writes it back. PostgreSQL serializes
+    that with ``SELECT ... FOR UPDATE``; SQLite ignores ``FOR UPDATE``, so we
+    begin every transaction with ``BEGIN IMMEDIATE`` instead: the second of two
+    concurrent verifications waits until the first has committed.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        raise ValueError(
+            "DATABASE_URL: an in-memory SQLite database is not supported "
+            "(each connection would see its own empty database); use a file"
+        )
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module, which would
+        # otherwise issue a deferred BEGIN of its own.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Create or migrate the schema with the Alembic revisions (``upgrade head``)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return script.get_current_head()
+
+
+def init_app(app: Flask) -> None:
+    """Create the engine and the session factory, and close sessions per request."""
+    engine = make_engine(database_url(app))
+    app.extensions["powerauth.engine"] = engine
+    # expire_on_commit=False: views read the objects after the service commit
+    # without a second round trip (and a second write lock on SQLite).
+    app.extensions["powerauth.sessionmaker"] = sessionmaker(
+        engine, expire_on_commit=False
+    )
+    app.teardown_appcontext(_close_session)
+
+
+def get_engine(app: Flask | None = None) -> Engine:
+    app = app or current_app
+    engine: Engine = app.extensions["powerauth.engine"]
+    return engine
+
+
+def new_session(app: Flask | None = None) -> Session:
+    """A new session not bound to the request (the caller closes it)."""
+    app = app or current_app
+    factory: sessionmaker[Session] = app.extensions["powerauth.sessionmaker"]
+    return factory()
+
+
+def get_session() -> Session:
+    """The session of the current request or app context."""
+    if "db_session" not in g:
+        g.db_session = new_session()
+    session: Session = g.db_session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()

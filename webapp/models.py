@@ -1,0 +1,170 @@
+"""Database tables (SQLAlchemy 2 typed ORM).
+
+No private key is stored here: the tables hold the token *labels* of the key
+pairs, and their public halves. No derived secret (master secret, factor keys)
+and no typed code is stored either.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so that migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and read back as aware UTC.
+
+    SQLite keeps no time zone; storing UTC everywhere makes comparisons correct
+    on every backend.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ActivationStatus(enum.StrEnum):
+    """SPEC 8.5 state machine: CREATED -> PENDING_COMMIT -> ACTIVE <-> BLOCKED -> REMOVED."""
+
+    CREATED = "CREATED"
+    PENDING_COMMIT = "PENDING_COMMIT"
+    ACTIVE = "ACTIVE"
+    BLOCKED = "BLOCKED"
+    REMOVED = "REMOVED"
+
+
+class Application(Base):
+    __tablename__ = "application"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    master_keys: Mapped[list[MasterKeyPair]] = relationship(
+        back_populates="application", order_by="MasterKeyPair.created_at"
+    )
+
+
+class MasterKeyPair(Base):
+    """A master key pair of an application; the newest one signs (SPEC 8.1)."""
+
+    __tablename__ = "master_key_pair"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(
+        ForeignKey("application.id"), index=True
+    )
+    key_label: Mapped[str] = mapped_column(String(128), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(65))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    application: Mapped[Application] = relationship(back_populates="master_keys")
+
+
+class Activation(Base):
+    __tablename__ = "activation"
+    __table_args__ = (
+        # An activation code is unique among the activations that can still
+        # use it (SPEC 8.3 step 1); old codes may repeat.
+        Index(
+            "uq_activation_pending_code",
+            "activation_code",
+            unique=True,
+            sqlite_where=text("status IN ('CREATED', 'PENDING_COMMIT')"),
+            postgresql_where=text("status IN ('CREATED', 'PENDING_COMMIT')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    application_id: Mapped[str] = mapped_column(
+        ForeignKey("application.id"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[ActivationStatus] = mapped_column(
+        Enum(ActivationStatus, native_enum=False, length=16, name="activation_status")
+    )
+    blocked_reason: Mapped[str | None] = mapped_column(String(255))
+    activation_code: Mapped[str | None] = mapped_column(String(23))
+    server_key_label: Mapped[str] = mapped_column(String(128), unique=True)
+    server_public_key: Mapped[bytes] = mapped_column(LargeBinary(65))
+    device_public_key: Mapped[bytes | None] = mapped_column(LargeBinary(65))
+    ctr_data: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    counter: Mapped[int] = mapped_column(Integer, default=0)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_failed_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    application: Mapped[Application] = relationship()
+
+
+class AuditRecord(Base):
+    """One payload creation, verification or lifecycle change.
+
+    Never holds a typed code, a PIN or key material: only identifiers, the
+    outcome and the matched counter offset.
+    """
+
+    __tablename__ = "audit_record"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(64))
+    # Plain columns, no foreign keys: an audit row must outlive what it names,
+    # and records attempts on unknown ids too.
+    application_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    activation_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    signature_type: Mapped[str | None] = mapped_column(String(32))
+    counter_offset: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,37 @@
+"""Audit trail rows, added in the caller's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from webapp.config import ServerSettings
+from webapp.models import AuditRecord
+
+
+def record(
+    session: Session,
+    settings: ServerSettings,
+    *,
+    actor: str,
+    action: str,
+    result: str,
+    application_id: str | None = None,
+    activation_id: str | None = None,
+    signature_type: str | None = None,
+    counter_offset: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Add one audit row; never pass a typed code, a PIN or key material."""
+    session.add(
+        AuditRecord(
+            created_at=settings.now(),
+            actor=actor,
+            action=action,
+            result=result,
+            application_id=application_id,
+            activation_id=activation_id,
+            signature_type=signature_type,
+            counter_offset=counter_offset,
+            reason=reason,
+        )
+    )
