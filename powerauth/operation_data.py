@@ -289,8 +289,10 @@ def build_operation_data(
     :raises OperationDataError: a limit of SPEC 4 is broken.
     :raises EscapingError: a text field holds a control character.
     """
-    if len(version) != 1 or not "A" <= version <= "Z":
+    if not isinstance(version, str) or len(version) != 1 or not "A" <= version <= "Z":
         raise OperationDataError("version must be one letter A-Z")
+    if not isinstance(template, int) or isinstance(template, bool):
+        raise OperationDataError("template must be an integer")
     if not 0 <= template <= MAX_TEMPLATE:
         raise OperationDataError(f"template must be 0..{MAX_TEMPLATE}")
 
