@@ -253,7 +253,12 @@ class Device:
         after comparing fingerprints); this is the demo's shortcut.
         """
         response = transport.call(COMMIT_PATH, {"activationId": activation_id})
-        status = _optional_str(response, "activationStatus") or "ACTIVE"
+        status = _optional_str(response, "activationStatus")
+        if status is None:
+            # The upstream commit answer says only {"activated": true}.
+            if response.get("activated") is not True:
+                raise ServerError(f"the answer to {COMMIT_PATH} does not confirm it")
+            status = "ACTIVE"
         with self.store.locked(activation_id):
             state = self.store.load(activation_id)
             state = _with_status(state, status)

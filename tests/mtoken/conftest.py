@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import pytest
-from mtoken_softserver import SoftwareServer
+# pytest puts tests/ on sys.path for the root conftest; there the folders
+# tests/mtoken and tests/hsm would pass for namespace packages and hide the
+# real ones, so the checkout's root goes first.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if sys.path[:1] != [_ROOT]:
+    sys.path.insert(0, _ROOT)
 
-from mtoken.device import Device
-from mtoken.state import StateStore
-from mtoken.transport import CallableTransport
+import pytest  # noqa: E402
+from mtoken_softserver import SoftwareServer  # noqa: E402
+
+from mtoken.device import Device  # noqa: E402
+from mtoken.state import StateStore  # noqa: E402
+from mtoken.transport import CallableTransport  # noqa: E402
 
 
 @pytest.fixture
