@@ -1,0 +1,312 @@
+"""Malformed requests: HTTP 400, the field named, and the database unchanged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import Api, Enrolled, database_dump
+from flask import Flask
+from flask.testing import FlaskClient
+from server_device import b64, payload_data
+
+pytestmark = pytest.mark.softhsm
+
+VERIFY = "/rest/v3/signature/offline/verify"
+PERSONALIZED = "/rest/v3/signature/offline/personalized/create"
+NON_PERSONALIZED = "/rest/v3/signature/offline/non-personalized/create"
+BASE = "POST&L29wZXJhdGlvbi9hdXRob3JpemUvb2ZmbGluZQ==&AD8bOO0Df73kNaIGb3Vmpg==&YQ=="
+
+
+def raw(client: FlaskClient, path: str, body: bytes, content_type: str) -> Any:
+    return client.post(path, data=body, content_type=content_type)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "named"),
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"\xff\xfe", "application/json", "UTF-8"),
+        (b"[]", "application/json", "JSON object"),
+        (b"{}", "application/json", "requestObject is required"),
+        (b'{"requestObject": 5}', "application/json", "requestObject must be"),
+        (
+            b'{"requestObject": {}, "extra": 1}',
+            "application/json",
+            "extra",
+        ),
+        (b'{"requestObject": {}}', "text/plain", "Content-Type"),
+        (
+            b'{"requestObject": {"applicationId": NaN}}',
+            "application/json",
+            "NaN",
+        ),
+    ],
+)
+def test_malformed_envelope(
+    app: Flask, client: FlaskClient, body: bytes, content_type: str, named: str
+) -> None:
+    before = database_dump(app)
+
+    response = raw(client, "/rest/v3/application/detail", body, content_type)
+
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["status"] == "ERROR"
+    assert error["responseObject"]["code"] == "ERR0024"
+    assert named in error["responseObject"]["message"]
+    assert database_dump(app) == before
+
+
+def test_oversized_body(app: Flask, client: FlaskClient) -> None:
+    before = database_dump(app)
+    body = json.dumps(
+        {"requestObject": {"applicationId": "a", "data": "x" * 70_000}}
+    ).encode()
+
+    response = raw(client, NON_PERSONALIZED, body, "application/json")
+
+    assert response.status_code == 400
+    assert "larger than" in response.get_json()["responseObject"]["message"]
+    assert database_dump(app) == before
+
+
+# Placeholders, replaced by the ids of the test's application and activation.
+ACT = "<activation>"
+APP = "<application>"
+activation_id = ACT
+application_id = APP
+good = {"activationId": ACT, "data": BASE, "signature": "1-2"}
+
+# (path, requestObject, what the message must name, error code)
+BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("/rest/v3/application/create", {}, "applicationId", "ERR0024"),
+    (
+        "/rest/v3/application/create",
+        {"applicationId": 5},
+        "applicationId",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/application/create",
+        {"applicationId": "bad id with spaces"},
+        "applicationId",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/application/create",
+        {"applicationId": application_id},
+        "already exists",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/init",
+        {"userId": "u", "applicationId": application_id, "maxFailureCount": 0},
+        "maxFailureCount",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/init",
+        {"userId": "u", "applicationId": application_id, "maxFailureCount": "5"},
+        "maxFailureCount",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/init",
+        {
+            "userId": "u",
+            "applicationId": application_id,
+            "timestampActivationExpire": "2001-01-01T00:00:00Z",
+        },
+        "timestampActivationExpire",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/init",
+        {"userId": "u", "applicationId": "no-such-app"},
+        "no-such-app",
+        "ERR0015",
+    ),
+    (
+        "/rest/v3/activation/init",
+        {"userId": "u", "applicationId": application_id, "activationOtp": "1"},
+        "activationOtp",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/prepare",
+        {"activationCode": "AAAAA-AAAAA-AAAAA-AAAAB", "devicePublicKey": "BA=="},
+        "activationCode",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/prepare",
+        {"activationCode": "AAAAA-AAAAA-AAAAA-AAAAA", "devicePublicKey": "BA=="},
+        "devicePublicKey",
+        "ERR0010",
+    ),
+    (
+        "/rest/v3/activation/prepare",
+        {
+            "activationCode": "AAAAA-AAAAA-AAAAA-AAAAA",
+            "devicePublicKey": b64(b"\x04" + bytes(64)),
+        },
+        "devicePublicKey",
+        "ERR0010",
+    ),
+    (
+        "/rest/v3/activation/prepare",
+        {
+            "activationCode": "AAAAA-AAAAA-AAAAA-AAAAA",
+            "devicePublicKey": "BBBB",
+            "extraField": 1,
+        },
+        "extraField",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/prepare",
+        {
+            "activationCode": "AAAAA-AAAAA-AAAAA-AAAAA",
+            "devicePublicKey": "not base64!",
+        },
+        "devicePublicKey",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/activation/commit",
+        {"activationId": activation_id},
+        "PENDING_COMMIT",
+        "ERR0008",
+    ),
+    ("/rest/v3/activation/block", {"activationId": 7}, "activationId", "ERR0024"),
+    (
+        "/rest/v3/activation/status",
+        {"activationId": "nope"},
+        "nope",
+        "ERR0009",
+    ),
+    (PERSONALIZED, {"activationId": activation_id}, "data", "ERR0024"),
+    (
+        PERSONALIZED,
+        {"activationId": activation_id, "data": payload_data(), "nonce": "abc"},
+        "nonce",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {
+            "activationId": activation_id,
+            "data": payload_data(),
+            "nonce": b64(bytes(15)),
+        },
+        "nonce",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {"activationId": activation_id, "data": "only\ntwo lines"},
+        "data",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {"activationId": activation_id, "data": payload_data(title="Pay\x07")},
+        "data",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {"activationId": activation_id, "data": payload_data(message="x" * 3000)},
+        "data",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {"activationId": activation_id, "data": "\ud800" + payload_data()},
+        "data",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {
+            "activationId": activation_id,
+            "data": payload_data(),
+            "proximityCheck": {"seed": "AA==", "stepLength": 30},
+        },
+        "proximityCheck",
+        "ERR0024",
+    ),
+    (
+        PERSONALIZED,
+        {"activationId": "missing", "data": payload_data()},
+        "missing",
+        "ERR0009",
+    ),
+    (NON_PERSONALIZED, {"applicationId": application_id}, "data", "ERR0024"),
+    (
+        NON_PERSONALIZED,
+        {"applicationId": application_id, "data": payload_data(), "nonce": "x"},
+        "nonce",
+        "ERR0024",
+    ),
+    (VERIFY, {**good, "signature": None}, "signature", "ERR0024"),
+    (VERIFY, {**good, "signature": 12345678}, "signature", "ERR0024"),
+    (VERIFY, {**good, "signature": "1234567a-12345678"}, "signature", "ERR0024"),
+    (VERIFY, {**good, "signature": "123456789-1234567"}, "signature", "ERR0024"),
+    (VERIFY, {**good, "allowBiometry": "true"}, "allowBiometry", "ERR0024"),
+    (VERIFY, {**good, "componentLength": True}, "componentLength", "ERR0024"),
+    (VERIFY, {**good, "componentLength": 9}, "componentLength", "ERR0024"),
+    (VERIFY, {**good, "biometryAllowed": True}, "biometryAllowed", "ERR0024"),
+    (VERIFY, {**good, "data": ""}, "data", "ERR0024"),
+    (VERIFY, {**good, "data": ["x"]}, "data", "ERR0024"),
+]
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return ids.get(value, value) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize(
+    ("path", "request_object", "named", "code"),
+    BAD_REQUESTS,
+    ids=[f"{case[0].removeprefix('/rest/v3/')}-{case[2]}" for case in BAD_REQUESTS],
+)
+def test_refused_request_names_the_field_and_changes_nothing(
+    app: Flask,
+    client: FlaskClient,
+    enrolled: Enrolled,
+    path: str,
+    request_object: dict[str, Any],
+    named: str,
+    code: str,
+) -> None:
+    ids = {ACT: enrolled.activation_id, APP: enrolled.application_id}
+    before = database_dump(app)
+
+    response = client.post(path, json={"requestObject": _fill(request_object, ids)})
+
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["responseObject"]
+    assert error["code"] == code, error
+    assert _fill(named, ids) in error["message"], error
+    assert database_dump(app) == before
+
+
+def test_payload_needs_an_active_activation(
+    api: Api, enrolled: Enrolled, app: Flask
+) -> None:
+    api.call("/activation/block", {"activationId": enrolled.activation_id})
+    before = database_dump(app)
+
+    message = api.error(
+        "/signature/offline/personalized/create",
+        {"activationId": enrolled.activation_id, "data": payload_data()},
+        code="ERR0008",
+    )
+
+    assert "ACTIVE" in message
+    assert database_dump(app) == before
