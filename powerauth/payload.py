@@ -303,7 +303,7 @@ class OfflinePayload:
     indicator: KeyIndicator
     signature: bytes = field(repr=False)
     signed_bytes: bytes = field(repr=False)
-    line_count: int = 0
+    line_count: int
 
     @property
     def is_newer_format(self) -> bool:

@@ -173,12 +173,15 @@ def test_builder_limits() -> None:
 
 
 def test_builder_drops_trailing_empty_fields_and_keeps_gaps() -> None:
-    fields = [EmptyField(), NoteField("n"), EmptyField(), EmptyField()]
+    fields: list[Field] = [EmptyField(), NoteField("n"), EmptyField(), EmptyField()]
     assert build_operation_data(1, fields) == "A1**Nn"
 
 
 def test_builder_amount_and_iban_forms() -> None:
-    fields = [AmountField(Decimal("1.000"), "EUR"), IbanField("CZ27", "GIBACZPX")]
+    fields: list[Field] = [
+        AmountField(Decimal("1.000"), "EUR"),
+        IbanField("CZ27", "GIBACZPX"),
+    ]
     assert build_operation_data(1, fields) == "A1*A1.000EUR*ICZ27,GIBACZPX"
 
 

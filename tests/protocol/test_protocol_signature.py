@@ -113,7 +113,10 @@ def test_base_string_with_totp_matches_body_with_totp() -> None:
 def test_chaining_follows_spec_5_4() -> None:
     p, k, b = KEYS.possession, KEYS.knowledge, KEYS.biometry
     data = b"data"
-    h = lambda key, msg: hmac.digest(key, msg, "sha256")  # noqa: E731
+
+    def h(key: bytes, msg: bytes) -> bytes:
+        return hmac.digest(key, msg, "sha256")
+
     three = signature_components([p, k, b], CTR, data)
     # Component i: outer key keys[i], inner chain keys[1..i] (not keys[0]).
     assert three[0] == h(h(p, CTR), data)
