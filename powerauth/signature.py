@@ -291,12 +291,14 @@ class OfflineMatch:
     """Where a code matched: its type and the counter offset in the window.
 
     ``next_ctr_data`` is CTR_DATA one step past the matched value: what the
-    server stores on success (SPEC 6.2).
+    server stores on success (SPEC 6.2). ``totp`` is the proximity TOTP that
+    matched, when candidates were given.
     """
 
     signature_type: SignatureType
     offset: int
     next_ctr_data: bytes = field(repr=False)
+    totp: str | None = field(default=None, repr=False)
 
 
 def verify_offline_code(
@@ -307,6 +309,8 @@ def verify_offline_code(
     allowed_types: Sequence[SignatureType],
     lookahead: int,
     component_length: int = DEFAULT_COMPONENT_LENGTH,
+    *,
+    totps: Sequence[str] = (),
 ) -> OfflineMatch:
     """Find a typed code in the lookahead window or raise.
 
@@ -315,6 +319,10 @@ def verify_offline_code(
     computed and compared with :func:`hmac.compare_digest`, with no early
     exit, so the time taken does not depend on where (or whether) it matched.
 
+    :param base_string: the base string of the body *without* a TOTP.
+    :param totps: proximity-check candidates, newest first (SPEC 3.7). When
+        given, the code must match the body with one of them appended, and the
+        first TOTP that matches wins.
     :raises MalformedCodeError: the code has the wrong shape.
     :raises SignatureMismatchError: no candidate matches.
     """
@@ -326,24 +334,34 @@ def verify_offline_code(
     require_length("CTR_DATA", ctr_data, 16)
     typed = normalize_code(code, component_length).encode("ascii")
 
-    data = offline_hmac_input(base_string)
-    match: tuple[SignatureType, int] | None = None
-    ctr = ctr_data
-    for offset in range(lookahead):
-        for signature_type in allowed_types:
-            candidate = decimal_signature(
-                keys_for_type(keys, signature_type), ctr, data, component_length
-            )
-            equal = hmac.compare_digest(candidate.encode("ascii"), typed)
-            if equal and match is None:
-                match = (signature_type, offset)
-        ctr = next_counter(ctr)
+    candidates: list[tuple[str | None, bytes]]
+    if totps:
+        candidates = [
+            (totp, offline_hmac_input(base_string_with_totp(base_string, totp)))
+            for totp in totps
+        ]
+    else:
+        candidates = [(None, offline_hmac_input(base_string))]
+
+    match: tuple[str | None, SignatureType, int] | None = None
+    for totp, data in candidates:
+        ctr = ctr_data
+        for offset in range(lookahead):
+            for signature_type in allowed_types:
+                candidate = decimal_signature(
+                    keys_for_type(keys, signature_type), ctr, data, component_length
+                )
+                equal = hmac.compare_digest(candidate.encode("ascii"), typed)
+                if equal and match is None:
+                    match = (totp, signature_type, offset)
+            ctr = next_counter(ctr)
 
     if match is None:
         raise SignatureMismatchError("code matches no signature in the window")
-    signature_type, offset = match
+    totp, signature_type, offset = match
     return OfflineMatch(
         signature_type=signature_type,
         offset=offset,
         next_ctr_data=advance_counter(ctr_data, offset + 1),
+        totp=totp,
     )

@@ -329,3 +329,21 @@ def test_components_need_one_to_three_keys() -> None:
         signature_components([], CTR, b"")
     with pytest.raises(InvalidParameterError, match="factor key"):
         signature_components([bytes(15)], CTR, b"")
+
+
+def test_verify_with_proximity_totp_candidates() -> None:
+    with_totp = base_string_with_totp(BASE, "11112222")
+    code = compute_offline_code(KEYS, advance_counter(CTR, 3), with_totp, PK)
+    match = verify_offline_code(
+        KEYS, CTR, BASE, code, [PK], 20, totps=["99990000", "11112222"]
+    )
+    assert (match.totp, match.offset) == ("11112222", 3)
+    # Without the TOTP in the candidates, the same code does not verify.
+    with pytest.raises(SignatureMismatchError):
+        verify_offline_code(KEYS, CTR, BASE, code, [PK], 20, totps=["99990000"])
+    with pytest.raises(SignatureMismatchError):
+        verify_offline_code(KEYS, CTR, BASE, code, [PK], 20)
+    # A code over the body without TOTP fails once candidates are required.
+    plain = compute_offline_code(KEYS, CTR, BASE, PK)
+    with pytest.raises(SignatureMismatchError):
+        verify_offline_code(KEYS, CTR, BASE, plain, [PK], 20, totps=["11112222"])
