@@ -9,6 +9,7 @@ All protocol math comes from :mod:`powerauth`.
 from __future__ import annotations
 
 from mtoken.device import ActivationResult, Device, OfflineCode, VerifiedPayload
+from mtoken.qr import decode_qr_image, read_payload_source
 from mtoken.state import DeviceState, StateStore
 from mtoken.transport import (
     CallableTransport,
@@ -28,4 +29,6 @@ __all__ = [
     "StateStore",
     "Transport",
     "VerifiedPayload",
+    "decode_qr_image",
+    "read_payload_source",
 ]

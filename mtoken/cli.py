@@ -122,7 +122,7 @@ def cli() -> None:
 @click.option("--signature", metavar="B64", help="The code's signature (Base64).")
 @click.option(
     "--pin",
-    prompt=True,
+    prompt="New PIN",
     hide_input=True,
     confirmation_prompt=True,
     help="The new PIN (asked for when absent).",
@@ -179,7 +179,7 @@ def activate(
     text = "\n".join(
         [
             f"Activation {state.activation_id} stored ({state.status}).",
-            f"Fingerprint: {fingerprint[:4]} {fingerprint[4:]}",
+            f"Fingerprint: {fingerprint}",
             "Compare it with the fingerprint the server shows before committing.",
         ]
         + (

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtoken.errors import (
     ActivationCodeError,
+    ActivationStateError,
     AmbiguousActivationError,
     BiometryNotAllowedError,
     IndicatorMismatchError,
@@ -78,6 +79,9 @@ PREPARE_PATH = "/rest/v3/activation/prepare"
 COMMIT_PATH = "/rest/v3/activation/commit"
 STATUS_PATH = "/rest/v3/activation/status"
 APPLICATION_DETAIL_PATH = "/rest/v3/application/detail"
+
+# Statuses in which the SDK refuses to compute codes (SPEC 8.5 state machine).
+_UNUSABLE_STATUSES = frozenset({"BLOCKED", "REMOVED"})
 
 MIN_PIN_LENGTH = 4
 MAX_PIN_LENGTH = 64
@@ -445,6 +449,8 @@ class Device:
         :param biometry: sign with possession + biometry instead; needs the
             payload's ``B`` flag.
         :raises BiometryNotAllowedError: biometry without the ``B`` flag.
+        :raises ActivationStateError: the last status the device saw from the
+            server is BLOCKED or REMOVED.
         :raises ValueError: neither or both of ``pin`` and ``biometry``.
         """
         if (pin is None) == (not biometry):
@@ -467,6 +473,7 @@ class Device:
 
         with self.store.locked(verified.activation_id):
             state = self.store.load(verified.activation_id)
+            _check_usable(state)
             self._verify(payload, state)
             knowledge = _UNUSED_SLOT if pin is None else state.knowledge_key.unseal(pin)
             keys = FactorKeys(
@@ -487,6 +494,15 @@ class Device:
             signature_type.value,
         )
         return OfflineCode(code, signature_type, state.activation_id)
+
+
+def _check_usable(state: DeviceState) -> None:
+    """A phone that knows its activation is blocked or removed does not sign."""
+    if state.status in _UNUSABLE_STATUSES:
+        raise ActivationStateError(
+            f"activation {state.activation_id} is {state.status} (as last seen "
+            "from the server); if that changed, run 'mtoken status --refresh'"
+        )
 
 
 def _signature_fits(payload: OfflinePayload, public_key: bytes) -> bool:

@@ -53,7 +53,9 @@ def decode_qr_image(data: bytes) -> str:
         ) from exc
 
     found = zxingcpp.read_barcodes(
-        image, formats=zxingcpp.BarcodeFormat.QRCode, return_errors=True
+        image,
+        formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
+        return_errors=True,
     )
     good = [barcode for barcode in found if barcode.valid]
     if len(good) > 1:

@@ -263,6 +263,7 @@ def exit_status_cases() -> list[tuple[str, int]]:
         ("server unreachable", 13),
         ("damaged state file", 14),
         ("short PIN", 15),
+        ("blocked activation", 16),
     ]
 
 
@@ -325,10 +326,14 @@ def test_exit_statuses(
     elif case == "damaged state file":
         (run.state_dir / f"{activation_id}.json").write_text("{")
         args = ["status"]
-    else:
+    elif case == "short PIN":
         activation, _ = server.init()
         args = ["activate", "--server", http_server, "--code", activation.code]
         args += ["--pin", "12"]
+    else:
+        server.activations[activation_id].status = "BLOCKED"
+        assert run("status", "--refresh")[0] == 0
+        args, stdin = ["sign", "-", "--pin", PIN], payload.encode()
 
     status, out, err = run("--json", *args, stdin=stdin)
 

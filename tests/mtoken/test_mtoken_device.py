@@ -11,6 +11,7 @@ from mtoken_softserver import APPLICATION_ID, PIN, SoftwareServer, b64
 from mtoken.device import Device
 from mtoken.errors import (
     ActivationCodeError,
+    ActivationStateError,
     AmbiguousActivationError,
     BiometryNotAllowedError,
     IndicatorMismatchError,
@@ -445,6 +446,22 @@ class TestList:
         assert device.status().activation_id == second
         view = device.status().public_view()
         assert "possessionKey" not in json.dumps(view)
+
+    def test_blocked_activation_does_not_sign(
+        self, device: Device, server: SoftwareServer, transport: CallableTransport
+    ) -> None:
+        activation_id = activate(device, server, transport)
+        payload, _ = server.qr(PAYMENT, activation_id)
+        server.activations[activation_id].status = "BLOCKED"
+        device.refresh_status(transport, activation_id)
+
+        with pytest.raises(ActivationStateError, match="BLOCKED"):
+            device.sign(payload, pin=PIN)
+        assert device.status().codes_computed == 0
+
+        server.activations[activation_id].status = "ACTIVE"
+        device.refresh_status(transport, activation_id)
+        device.sign(payload, pin=PIN)
 
     def test_refresh_status(
         self, device: Device, server: SoftwareServer, transport: CallableTransport
