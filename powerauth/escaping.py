@@ -31,7 +31,12 @@ _FIELD_ESCAPES = {"n": "\n", "\\": "\\", "*": "*"}
 
 
 def find_control_character(text: str, allowed: str = "") -> int | None:
-    """Index of the first control character (Unicode Cc) not in ``allowed``."""
+    """Index of the first control character not in ``allowed``, or None.
+
+    Control characters are Unicode category Cc: U+0000..U+001F (the ASCII
+    range SPEC 3.6 forbids) plus DEL and U+0080..U+009F, which no display
+    text needs either.
+    """
     for index, char in enumerate(text):
         if char not in allowed and unicodedata.category(char) == "Cc":
             return index

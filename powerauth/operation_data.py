@@ -153,10 +153,10 @@ class DateField:
     type_char: ClassVar[str] = "D"
 
     def to_text(self, *, normalize: bool = True) -> str:
-        """Field text; the year must have four digits."""
-        if not 1 <= self.date.year <= 9999:
-            raise OperationDataError("date year must be 1..9999")
-        return "D" + self.date.strftime("%Y%m%d")
+        """Field text ``DYYYYMMDD``, the year zero-padded to four digits."""
+        # strftime does not pad years below 1000 on every platform.
+        date = self.date
+        return f"D{date.year:04d}{date.month:02d}{date.day:02d}"
 
 
 @dataclass(frozen=True)

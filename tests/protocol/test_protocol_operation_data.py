@@ -148,6 +148,12 @@ def test_versions_and_templates() -> None:
     assert Template.GENERIC.default_title is None
 
 
+def test_early_years_are_zero_padded() -> None:
+    text = build_operation_data(1, [DateField(datetime.date(7, 3, 9))])
+    assert text == "A1*D00070309"
+    assert parse_operation_data(text).fields == (DateField(datetime.date(7, 3, 9)),)
+
+
 def test_leap_day_is_a_real_date() -> None:
     field = parse_operation_data("A1*D20240229").fields[0]
     assert field == DateField(datetime.date(2024, 2, 29))
@@ -191,7 +197,7 @@ text_fields = st.one_of(
     st.builds(ReferenceField, safe_text),
     st.builds(NoteField, safe_text),
     st.builds(TextField, safe_text),
-    st.builds(DateField, st.dates(datetime.date(1000, 1, 1))),
+    st.builds(DateField, st.dates()),
     st.builds(
         AmountField,
         st.decimals(min_value=Decimal("0.01"), max_value=10**9, places=2),
