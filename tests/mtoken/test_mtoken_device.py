@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+import segno
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mtoken_softserver import APPLICATION_ID, PIN, SoftwareServer, b64
 
 from mtoken.device import Device
@@ -21,10 +25,12 @@ from mtoken.errors import (
     ServerError,
     UnknownActivationError,
 )
+from mtoken.qr import decode_qr_image
 from mtoken.transport import CallableTransport
 from powerauth.crypto import next_counter
 from powerauth.errors import SignatureMismatchError
-from powerauth.payload import KeyIndicator
+from powerauth.operation_data import NoteField, build_operation_data
+from powerauth.payload import KeyIndicator, build_payload_data
 from powerauth.signature import SignatureType
 
 PAYMENT = "\n".join(
@@ -470,3 +476,42 @@ class TestList:
         server.activations[activation_id].status = "BLOCKED"
         assert device.refresh_status(transport, activation_id).status == "BLOCKED"
         assert device.status().status == "BLOCKED"
+
+
+# Text a bank may put in a title, a message or a note: any printable
+# character from any script (no control characters, which the format forbids).
+PRINTABLE = st.text(
+    st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=40
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(title=PRINTABLE, message=PRINTABLE, note=PRINTABLE)
+def test_signed_qr_image_round_trip(
+    device: Device,
+    server: SoftwareServer,
+    transport: CallableTransport,
+    title: str,
+    message: str,
+    note: str,
+) -> None:
+    """A signed payload survives PNG rendering and scanning byte for byte."""
+    if not device.activations():
+        activate(device, server, transport)
+    activation_id = device.activations()[0].activation_id
+    operation_data = build_operation_data(1, [NoteField(note)])
+    data = build_payload_data("op-h", title, message, operation_data, "B")
+    payload, _ = server.qr(data, activation_id)
+    image = io.BytesIO()
+    segno.make(payload.encode("utf-8"), mode="byte").save(image, kind="png", scale=3)
+
+    verified = device.scan(decode_qr_image(image.getvalue()))
+
+    assert verified.payload.text == payload
+    assert verified.payload.title == title
+    assert verified.payload.message == message
+    assert verified.payload.operation_data_text == operation_data
