@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,7 +61,6 @@ from hsm.errors import (
     MechanismNotSupportedError,
     ModuleLoadError,
     PinIncorrectError,
-    SessionLostError,
     from_pkcs11,
     is_handle_stale,
     is_library_already_initialized,
@@ -500,6 +500,13 @@ class HSM:
                     owner.ensure_session(config)
                     return operation(owner)
                 except PKCS11Error as exc:
+                    # A search whose C_FindObjectsInit failed stays active in
+                    # python-pkcs11, holding its session's lock, until it is
+                    # collected; its destructor then calls C_FindObjectsFinal.
+                    # Free it now, under the process lock, not whenever the
+                    # exception chain happens to be dropped.
+                    traceback.clear_frames(exc.__traceback__)
+
                     if is_handle_stale(exc) and not refound:
                         refound = True
                         owner.forget_objects()
@@ -520,17 +527,12 @@ class HSM:
                         self._recover(owner, exc)
                         continue
 
-                    if lost:
-                        raise SessionLostError(
-                            f"token {config.token_label!r} could not be reached "
-                            f"again after {recoveries} new session(s) "
-                            f"({type(exc).__name__})"
-                        ) from exc
                     raise from_pkcs11(
                         exc,
                         module=config.module,
                         token_label=config.token_label,
                         key_label=key_label,
+                        recoveries=recoveries,
                     ) from exc
 
     def _recover(self, owner: _TokenOwner, exc: PKCS11Error) -> None:
@@ -796,6 +798,20 @@ class HSM:
             )
 
         return self._call(label, inspect)
+
+    def key_labels(self) -> list[str]:
+        """The labels of the EC private keys in the token, sorted."""
+
+        def collect(owner: _TokenOwner) -> list[str]:
+            keys = owner.session.get_objects(
+                {
+                    Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                    Attribute.KEY_TYPE: KeyType.EC,
+                }
+            )
+            return sorted(key.label for key in keys)
+
+        return self._call(None, collect)
 
     def session_object_count(self) -> int:
         """How many session (non-token) objects the process's session holds.

@@ -126,6 +126,7 @@ def from_pkcs11(
     module: str,
     token_label: str,
     key_label: str | None = None,
+    recoveries: int = 0,
 ) -> HSMError:
     """Translate a ``pkcs11`` exception into this layer's error.
 
@@ -136,11 +137,17 @@ def from_pkcs11(
     :param module: the PKCS11_MODULE path in use.
     :param token_label: the PKCS11_TOKEN_LABEL in use.
     :param key_label: the key label of the operation, when there is one.
+    :param recoveries: how many new sessions were tried before ``exc``.
     """
     token = f"token {token_label!r}"
     key = f"key {key_label!r}" if key_label is not None else "the key"
     code = type(exc).__name__
 
+    if recoveries and (is_session_lost(exc) or isinstance(exc, p11.NoSuchToken)):
+        return SessionLostError(
+            f"{token} could not be reached again after {recoveries} new "
+            f"session(s) ({code})"
+        )
     if is_module_load_failure(exc):
         return ModuleLoadError(
             f"PKCS11_MODULE: cannot load the PKCS#11 library {module} ({exc})"
