@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from mtoken.errors import (
     UnknownActivationError,
 )
 from mtoken.qr import decode_qr_image
+from mtoken.state import StateStore
 from mtoken.transport import CallableTransport
 from powerauth.crypto import next_counter
 from powerauth.errors import SignatureMismatchError
@@ -426,6 +428,31 @@ class TestSign:
         activate(device, server, transport)
         with pytest.raises(UnknownActivationError):
             device.sign(verified, pin=PIN)
+
+    def test_concurrent_signs_never_share_a_counter_value(
+        self,
+        device: Device,
+        server: SoftwareServer,
+        transport: CallableTransport,
+        state_dir: Path,
+    ) -> None:
+        activation_id = activate(device, server, transport)
+        verified = device.scan(server.qr(PAYMENT, activation_id)[0])
+        codes: list[str] = []
+
+        def sign_five() -> None:
+            # A second Device on the same folder: another app process.
+            other = Device(StateStore(state_dir))
+            codes.extend(other.sign(verified, pin=PIN).code for _ in range(5))
+
+        threads = [threading.Thread(target=sign_five) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert len(set(codes)) == 15
+        assert device.status().codes_computed == 15
 
     def test_exactly_one_factor(
         self, device: Device, server: SoftwareServer, transport: CallableTransport
