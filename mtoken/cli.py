@@ -111,7 +111,13 @@ def cli() -> None:
 
 @cli.command()
 @common_options
-@click.option("--server", required=True, metavar="URL", help="Server base URL.")
+@click.option(
+    "--server",
+    required=True,
+    metavar="URL",
+    envvar="MTOKEN_SERVER",
+    help="Server base URL (env MTOKEN_SERVER).",
+)
 @click.option(
     "--code",
     "activation_code",
