@@ -18,6 +18,7 @@ from server_device import SimulatedDevice, b64, payload_data, public_bytes, unb6
 from powerauth.keys import private_key_to_java_bytes
 from powerauth.payload import parse_offline_payload
 from webapp import services
+from webapp.extensions import get_hsm
 
 pytestmark = pytest.mark.softhsm
 
@@ -66,7 +67,9 @@ def exported_records(
 
 
 def test_imported_activation_verifies_a_device_code(
-    api: Api, activation_state: Callable[[str], services.ActivationView]
+    app: Flask,
+    api: Api,
+    activation_state: Callable[[str], services.ActivationView],
 ) -> None:
     application_id = unique("migrated")
     activation_id = str(uuid.uuid4())
@@ -77,6 +80,10 @@ def test_imported_activation_verifies_a_device_code(
     imported = api.call("/import/activation", record)
     assert imported["activationStatus"] == "ACTIVE"
     assert imported["failedAttempts"] == 2
+    # In the token, unreadable from now on; the token knows it once was outside.
+    properties = get_hsm(app).private_key_properties(f"pa-server-{activation_id}")
+    assert properties.sensitive and not properties.extractable
+    assert not properties.always_sensitive
 
     created = api.call(
         "/signature/offline/personalized/create",
@@ -105,7 +112,9 @@ def test_imported_activation_verifies_a_device_code(
     )
 
 
-def test_import_refuses_a_public_key_of_another_private_key(api: Api) -> None:
+def test_import_refuses_a_public_key_of_another_private_key(
+    app: Flask, api: Api
+) -> None:
     application_id = unique("migrated")
     application, _record, _device = exported_records(application_id, "x")
     other = ec.generate_private_key(ec.SECP256R1())
@@ -115,6 +124,8 @@ def test_import_refuses_a_public_key_of_another_private_key(api: Api) -> None:
 
     assert "masterPublicKey" in message
     api.error("/application/detail", {"applicationId": application_id}, "ERR0015")
+    # The key written before the check failed is deleted again.
+    assert not get_hsm(app).has_keypair(f"pa-master-{application_id}-1")
 
 
 def test_cli_imports_from_json_files(

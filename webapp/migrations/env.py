@@ -22,7 +22,7 @@ target_metadata = Base.metadata
 
 def _engine() -> Engine:
     engine = config.attributes.get("engine")
-    if engine is not None:
+    if isinstance(engine, Engine):
         return engine
     url = os.environ.get("DATABASE_URL")
     if not url:

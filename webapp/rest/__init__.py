@@ -16,7 +16,6 @@ from webapp import services
 from webapp.db import get_session
 from webapp.extensions import get_hsm, get_settings
 from webapp.rest.envelope import (
-    Field,
     authenticate,
     error,
     iso,
@@ -28,6 +27,7 @@ from webapp.rest.envelope import (
 from webapp.services import imports
 from webapp.services.encoding import b64, from_b64
 from webapp.services.errors import InvalidRequestError, ServiceError
+from webapp.services.fields import Field
 
 logger = logging.getLogger(__name__)
 
