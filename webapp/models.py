@@ -168,3 +168,71 @@ class AuditRecord(Base):
     signature_type: Mapped[str | None] = mapped_column(String(32))
     counter_offset: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+# Demo bank tables (web pages): operations waiting for an offline code, and the
+# payments they confirmed. They hold what the bank knows, never a typed code.
+
+
+class BankOperationStatus(enum.StrEnum):
+    """PENDING until confirmed, cancelled, or out of attempts (FAILED)."""
+
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+
+class BankOperation(Base):
+    """A login or payment shown as a QR code and confirmed by the typed code.
+
+    The nonce and the operation data stay here: the verify call rebuilds the
+    base string from these columns, never from what the browser sends back
+    (SPEC 10.1, 10.2).
+    """
+
+    __tablename__ = "bank_operation"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    application_id: Mapped[str] = mapped_column(String(64))
+    # Set for a personalized QR; None for a non-personalized one.
+    activation_id: Mapped[str | None] = mapped_column(String(36))
+    payload_data: Mapped[str] = mapped_column(Text)
+    operation_data: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str] = mapped_column(String(24))
+    offline_data: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[BankOperationStatus] = mapped_column(
+        Enum(
+            BankOperationStatus,
+            native_enum=False,
+            length=16,
+            name="bank_operation_status",
+        )
+    )
+    attempts_left: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BankPayment(Base):
+    """A payment confirmed with an offline code (the account page lists them)."""
+
+    __tablename__ = "bank_payment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(
+        ForeignKey("bank_operation.id"), unique=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    activation_id: Mapped[str] = mapped_column(String(36))
+    amount: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    iban: Mapped[str] = mapped_column(String(34))
+    bic: Mapped[str | None] = mapped_column(String(11))
+    due_date: Mapped[str] = mapped_column(String(10))
+    note: Mapped[str | None] = mapped_column(String(140))
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime())

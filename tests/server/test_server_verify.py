@@ -29,7 +29,9 @@ def qr_base_string(api: Api, activation_id: str, **data: Any) -> str:
     return parse_offline_payload(created["offlineData"]).base_string()
 
 
-def verify(api: Api, activation_id: str, base_string: str, code: str, **extra: Any):
+def verify(
+    api: Api, activation_id: str, base_string: str, code: str, **extra: Any
+) -> Any:
     return api.call(
         "/signature/offline/verify",
         {

@@ -395,7 +395,10 @@ def commit_activation(
 def get_activation(session: Session, activation_id: str) -> ActivationView:
     """:raises ActivationNotFoundError: when it does not exist."""
     with session.begin():
-        return view(_require(session, activation_id))
+        activation = session.get(Activation, activation_id)
+        if activation is None:
+            raise ActivationNotFoundError(f"activation {activation_id} does not exist")
+        return view(activation)
 
 
 def list_activations(
