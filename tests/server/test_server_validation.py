@@ -261,6 +261,20 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
     (VERIFY, {**good, "biometryAllowed": True}, "biometryAllowed", "ERR0024"),
     (VERIFY, {**good, "data": ""}, "data", "ERR0024"),
     (VERIFY, {**good, "data": ["x"]}, "data", "ERR0024"),
+    (VERIFY, {**good, "activationId": "x" * 37}, "activationId", "ERR0024"),
+    (VERIFY, {**good, "activationId": "a b"}, "activationId", "ERR0024"),
+    (
+        "/rest/v3/activation/block",
+        {"activationId": ACT, "externalUserId": "u" * 256},
+        "externalUserId",
+        "ERR0024",
+    ),
+    (
+        "/rest/v3/application/detail",
+        {"applicationId": "x" * 65},
+        "applicationId",
+        "ERR0024",
+    ),
 ]
 
 

@@ -69,7 +69,15 @@ def _unexpected(exc: Exception) -> tuple[Response, int] | HTTPException:
     return error("ERR0000", "unknown error", 500)
 
 
-def _actor() -> str:
+def _actor(values: dict[str, Any] | None = None) -> str:
+    """Who asks: the caller's ``externalUserId`` if given, else the REST user."""
+    external = (values or {}).get("externalUserId")
+    if external is not None:
+        if not 1 <= len(external) <= 255 or not external.isprintable():
+            raise InvalidRequestError(
+                "externalUserId must be 1-255 printable characters"
+            )
+        return str(external)
     actor: str = g.rest_actor
     return actor
 
@@ -217,7 +225,7 @@ def activation_commit() -> Response:
         get_hsm(),
         get_settings(),
         activation_id=values["activationId"],
-        actor=values.get("externalUserId") or _actor(),
+        actor=_actor(values),
     )
     return ok({"activationId": view.activation_id, "activated": True})
 
@@ -263,7 +271,7 @@ def activation_block() -> Response:
         get_settings(),
         activation_id=values["activationId"],
         reason=values.get("reason"),
-        actor=values.get("externalUserId") or _actor(),
+        actor=_actor(values),
     )
     return ok(
         {
@@ -283,7 +291,7 @@ def activation_unblock() -> Response:
         get_session(),
         get_settings(),
         activation_id=values["activationId"],
-        actor=values.get("externalUserId") or _actor(),
+        actor=_actor(values),
     )
     return ok(
         {"activationId": view.activation_id, "activationStatus": str(view.status)}
@@ -300,7 +308,7 @@ def activation_remove() -> Response:
         get_hsm(),
         get_settings(),
         activation_id=values["activationId"],
-        actor=values.get("externalUserId") or _actor(),
+        actor=_actor(values),
     )
     return ok({"activationId": view.activation_id, "removed": True})
 

@@ -29,7 +29,7 @@ from powerauth.keys import private_key_from_java_bytes, validate_public_key
 from webapp.config import ServerSettings
 from webapp.models import Activation, ActivationStatus, Application
 from webapp.services import audit
-from webapp.services.applications import newest_master_key
+from webapp.services.applications import check_application_id, newest_master_key
 from webapp.services.errors import (
     ActivationCodeGenerationError,
     ActivationExpiredError,
@@ -125,6 +125,14 @@ def view(activation: Activation) -> ActivationView:
     )
 
 
+def check_activation_id(activation_id: str) -> None:
+    """Refuse ids that cannot exist (they would not fit the column either)."""
+    if not ACTIVATION_ID_RE.fullmatch(activation_id):
+        raise InvalidRequestError(
+            "activationId must be 1-36 characters of A-Z a-z 0-9 and -"
+        )
+
+
 def _check_text(field: str, value: str, *, required: bool = True) -> None:
     if required and not value.strip():
         raise InvalidRequestError(f"{field} must not be empty")
@@ -152,6 +160,7 @@ def lock_activation(session: Session, activation_id: str) -> Activation | None:
 
 
 def _require(session: Session, activation_id: str) -> Activation:
+    check_activation_id(activation_id)
     activation = lock_activation(session, activation_id)
     if activation is None:
         raise ActivationNotFoundError(f"activation {activation_id} does not exist")
@@ -188,6 +197,7 @@ def init_activation(
     signed with the application's newest master key.
     """
     _check_text("userId", user_id)
+    check_application_id(application_id)
     if max_failure_count is not None:
         _check_max_failed(max_failure_count)
     now = settings.now()
@@ -394,6 +404,7 @@ def commit_activation(
 
 def get_activation(session: Session, activation_id: str) -> ActivationView:
     """:raises ActivationNotFoundError: when it does not exist."""
+    check_activation_id(activation_id)
     with session.begin():
         activation = session.get(Activation, activation_id)
         if activation is None:
@@ -407,6 +418,10 @@ def list_activations(
     user_id: str | None = None,
     application_id: str | None = None,
 ) -> list[ActivationView]:
+    if user_id is not None:
+        _check_text("userId", user_id)
+    if application_id is not None:
+        check_application_id(application_id)
     query = select(Activation).order_by(Activation.created_at, Activation.id)
     if user_id is not None:
         query = query.where(Activation.user_id == user_id)
@@ -553,10 +568,8 @@ def import_activation(
     :raises InvalidKeyFormatError: malformed keys, or a public key that does
         not belong to the private one.
     """
-    if not ACTIVATION_ID_RE.fullmatch(activation_id):
-        raise InvalidRequestError(
-            "activationId must be 1-36 characters of A-Z a-z 0-9 and -"
-        )
+    check_activation_id(activation_id)
+    check_application_id(application_id)
     _check_text("userId", user_id)
     if activation_name is not None:
         _check_text("activationName", activation_name, required=False)

@@ -92,6 +92,7 @@ def newest_master_key(session: Session, application_id: str) -> MasterKeyPair:
 
 
 def _load(session: Session, application_id: str) -> Application:
+    check_application_id(application_id)
     application = session.get(Application, application_id)
     if application is None:
         raise ApplicationNotFoundError(f"application {application_id} does not exist")

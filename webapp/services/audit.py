@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.config import ServerSettings
@@ -35,3 +36,15 @@ def record(
             reason=reason,
         )
     )
+
+
+def recent(session: Session, limit: int = 200) -> list[AuditRecord]:
+    """The newest ``limit`` audit rows, newest first (for the pilot console)."""
+    with session.begin():
+        return list(
+            session.scalars(
+                select(AuditRecord)
+                .order_by(AuditRecord.created_at.desc(), AuditRecord.id.desc())
+                .limit(limit)
+            )
+        )

@@ -29,8 +29,12 @@ from powerauth.signature import SignatureType, normalize_code, verify_offline_co
 from webapp.config import ServerSettings
 from webapp.models import Activation, ActivationStatus, Application
 from webapp.services import audit
-from webapp.services.activations import BLOCKED_REASON_MAX_FAILED, lock_activation
-from webapp.services.applications import newest_master_key
+from webapp.services.activations import (
+    BLOCKED_REASON_MAX_FAILED,
+    check_activation_id,
+    lock_activation,
+)
+from webapp.services.applications import check_application_id, newest_master_key
 from webapp.services.encoding import b64, from_b64
 from webapp.services.errors import (
     ActivationNotFoundError,
@@ -117,6 +121,7 @@ def create_personalized_payload(
     Stricter than upstream (SPEC 3.2 signs for any status): the activation
     must be ACTIVE.
     """
+    check_activation_id(activation_id)
     operation_id = validate_data(data, settings)
     nonce_b64 = _nonce(nonce)
     with session.begin():
@@ -158,6 +163,7 @@ def create_non_personalized_payload(
 
     The nonce is always fresh (SPEC 3.2: no caller nonce here).
     """
+    check_application_id(application_id)
     operation_id = validate_data(data, settings)
     nonce_b64 = b64(os.urandom(16))
     with session.begin():
@@ -228,6 +234,7 @@ def verify_offline_signature(
     one failed attempt per request. A malformed code or request raises
     :class:`InvalidRequestError` before anything is read or changed.
     """
+    check_activation_id(activation_id)
     length = effective_component_length(settings, component_length)
     if not data:
         raise InvalidRequestError("data must not be empty")

@@ -48,9 +48,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bank_operation")),
     )
-    op.create_index(
-        op.f("ix_bank_operation_user_id"), "bank_operation", ["user_id"]
-    )
+    op.create_index(op.f("ix_bank_operation_user_id"), "bank_operation", ["user_id"])
 
     op.create_table(
         "bank_payment",
