@@ -195,8 +195,8 @@ class Device:
             _verify_code_signature(code, signature, master)
 
         # The device key pair is made in software, as a phone's keystore would.
-        device_scalar = ec.generate_private_key(ec.SECP256R1()).private_numbers()
-        scalar = device_scalar.private_value
+        device_key = ec.generate_private_key(ec.SECP256R1())
+        scalar = device_key.private_numbers().private_value
         device_public = public_key_from_private(scalar)
 
         request: dict[str, Any] = {
@@ -221,7 +221,6 @@ class Device:
             ecdh_shared_x(scalar, server_public)
         )
         keys = derive_factor_keys(master_secret)
-        del scalar, device_scalar, master_secret
 
         salt = secrets.token_bytes(PIN_SALT_LENGTH)
         state = DeviceState(
@@ -448,6 +447,8 @@ class Device:
             wrong code without an error, as on a real phone.
         :param biometry: sign with possession + biometry instead; needs the
             payload's ``B`` flag.
+        :raises PinFormatError: the PIN is shorter or longer than any PIN
+            the device accepts (nothing is computed).
         :raises BiometryNotAllowedError: biometry without the ``B`` flag.
         :raises ActivationStateError: the last status the device saw from the
             server is BLOCKED or REMOVED.
@@ -455,6 +456,8 @@ class Device:
         """
         if (pin is None) == (not biometry):
             raise ValueError("sign with exactly one of pin=... or biometry=True")
+        if pin is not None:
+            check_pin(pin)
         if isinstance(verified, str):
             verified = self.scan(verified, activation_id)
         payload = verified.payload

@@ -28,7 +28,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,6 @@ class DeviceState:
     status: str
     created_at: str
     codes_computed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def advanced(self, next_ctr_data: bytes) -> DeviceState:
         """A copy with CTR_DATA moved one step (SPEC 5.6)."""
@@ -184,7 +183,6 @@ class DeviceState:
                 "iterations": PIN_KDF_ITERATIONS,
                 "cipher": "AES-128-CBC-NoPadding-ZeroIV",
             },
-            "extra": dict(self.extra),
         }
 
     @classmethod
@@ -221,7 +219,6 @@ class DeviceState:
                 ciphertext=_unb64(knowledge["encrypted"], 16, "knowledgeKey"),
                 salt=_unb64(knowledge["salt"], PIN_SALT_LENGTH, "knowledgeKey.salt"),
             ),
-            extra=dict(data.get("extra") or {}),
         )
 
 

@@ -454,6 +454,15 @@ class TestSign:
         assert len(set(codes)) == 15
         assert device.status().codes_computed == 15
 
+    def test_short_pin_computes_nothing(
+        self, device: Device, server: SoftwareServer, transport: CallableTransport
+    ) -> None:
+        activation_id = activate(device, server, transport)
+        payload, _ = server.qr(PAYMENT, activation_id)
+        with pytest.raises(PinFormatError):
+            device.sign(payload, pin="12")
+        assert device.status().codes_computed == 0
+
     def test_exactly_one_factor(
         self, device: Device, server: SoftwareServer, transport: CallableTransport
     ) -> None:
