@@ -143,6 +143,11 @@ def _library(path: str) -> Any:
     if not os.path.isfile(path):
         raise ModuleLoadError(f"PKCS11_MODULE: no file at {path}")
 
+    # The class itself, not the pkcs11.lib() helper: that helper keeps one
+    # object per path in a module-level cache and, in a forked child, would
+    # hand back the parent's object without calling C_Initialize. Building a
+    # second object calls C_Initialize again, which a library still holding
+    # state answers with CKR_CRYPTOKI_ALREADY_INITIALIZED.
     try:
         lib = _pkcs11.lib(path)
     except PKCS11Error as exc:

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hsm_testing import close_all_sessions, finalize_library, run_python
+from hsm_testing import close_all_sessions, cryptoki, finalize_library, run_python
 
 from hsm import HSM, HSMConfig
 from hsm.errors import SessionLostError, TokenNotFoundError
@@ -79,7 +79,11 @@ def empty_softhsm_conf(tmp_path: Path) -> Iterator[Path]:
     )
     saved = os.environ["SOFTHSM2_CONF"]
     yield conf
-    os.environ["SOFTHSM2_CONF"] = saved
+    if os.environ["SOFTHSM2_CONF"] != saved:
+        # The test stopped half-way: bring the run's token back for the
+        # tests that follow (the next call re-initializes the library).
+        os.environ["SOFTHSM2_CONF"] = saved
+        cryptoki().C_Finalize(None)
 
 
 def test_token_gone_for_good_gives_up_after_the_retries(
