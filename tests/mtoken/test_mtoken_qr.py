@@ -137,3 +137,17 @@ def test_qr_bytes_not_utf8() -> None:
     segno.make(b"\xc3\x28 invalid", mode="byte").save(buffer, kind="png", scale=4)
     with pytest.raises(PayloadFormatError, match="not UTF-8"):
         decode_qr_image(buffer.getvalue())
+
+
+def test_latin1_rendering_is_refused() -> None:
+    """segno given a str picks ISO-8859-1 when it can; SPEC 3.10 wants UTF-8.
+
+    A server that renders ``segno.make(text)`` instead of the UTF-8 bytes
+    breaks every payload whose text fits Latin-1 (German umlauts): the phone
+    must refuse it rather than guess.
+    """
+    payload = payload_with(*TEXTS["latin1_only"])
+    buffer = io.BytesIO()
+    segno.make(payload, mode="byte").save(buffer, kind="png", scale=4)
+    with pytest.raises(PayloadFormatError, match="not UTF-8"):
+        decode_qr_image(buffer.getvalue())
