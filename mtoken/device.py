@@ -429,7 +429,7 @@ class Device:
 
     def sign(
         self,
-        verified: VerifiedPayload | str,
+        verified: VerifiedPayload | OfflinePayload | str,
         *,
         pin: str | None = None,
         biometry: bool = False,
@@ -439,8 +439,10 @@ class Device:
     ) -> OfflineCode:
         """Compute the offline code for a payload and advance CTR_DATA.
 
-        The payload's signature is checked again here, so a payload object
-        built by hand cannot skip the check. The new CTR_DATA is on disk
+        ``verified`` is what :meth:`scan` returned, or a parsed payload, or
+        the payload text (both are scanned first). The payload's signature is
+        checked again here, so a payload object built by hand cannot skip the
+        check. The new CTR_DATA is on disk
         before the code is returned (SPEC 5.6).
 
         :param pin: the PIN (possession + knowledge). A wrong PIN gives a
@@ -458,7 +460,9 @@ class Device:
             raise ValueError("sign with exactly one of pin=... or biometry=True")
         if pin is not None:
             check_pin(pin)
-        if isinstance(verified, str):
+        if isinstance(verified, OfflinePayload):
+            verified = self.scan(verified.text, activation_id)
+        elif isinstance(verified, str):
             verified = self.scan(verified, activation_id)
         payload = verified.payload
         if biometry and not payload.flags.biometry:

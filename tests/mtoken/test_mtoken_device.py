@@ -454,6 +454,18 @@ class TestSign:
         assert len(set(codes)) == 15
         assert device.status().codes_computed == 15
 
+    def test_sign_accepts_text_or_parsed_payload(
+        self, device: Device, server: SoftwareServer, transport: CallableTransport
+    ) -> None:
+        activation_id = activate(device, server, transport)
+        payload, _ = server.qr(PAYMENT, activation_id)
+        parsed = device.scan(payload).payload
+        base = parsed.base_string()
+
+        for form in (payload, parsed):
+            code = device.sign(form, pin=PIN)
+            server.verify(activation_id, base, code.code, False)
+
     def test_short_pin_computes_nothing(
         self, device: Device, server: SoftwareServer, transport: CallableTransport
     ) -> None:
