@@ -267,11 +267,19 @@ class _TokenOwner:
     def forget_objects(self) -> None:
         self._objects.clear()
 
-    def find(self, object_class: ObjectClass, label: str) -> Any | None:
-        """The single EC key of ``object_class`` labelled ``label``, or None."""
-        cached = self._objects.get((object_class, label))
+    def find(
+        self, object_class: ObjectClass, label: str, *, fresh: bool = False
+    ) -> Any | None:
+        """The single EC key of ``object_class`` labelled ``label``, or None.
+
+        A remembered handle is used unless ``fresh``: an operation on a key
+        another process deleted fails on the stale handle and looks again,
+        but a plain existence check must ask the token.
+        """
+        cached = None if fresh else self._objects.get((object_class, label))
         if cached is not None:
             return cached
+        self._objects.pop((object_class, label), None)
 
         found = list(
             self.session.get_objects(
@@ -684,7 +692,9 @@ class HSM:
         _check_label(label)
         return self._call(
             label,
-            lambda owner: owner.find(ObjectClass.PRIVATE_KEY, label) is not None,
+            lambda owner: (
+                owner.find(ObjectClass.PRIVATE_KEY, label, fresh=True) is not None
+            ),
         )
 
     def public_key(self, label: str) -> bytes:

@@ -166,3 +166,31 @@ def test_duplicate_labels_are_refused_not_guessed(
     assert run_python(cleanup, {}).returncode == 0
     hsm.close()
     assert not hsm.has_keypair(label)
+
+
+_DELETE_ELSEWHERE = textwrap.dedent(
+    """
+    import sys
+    from hsm import HSM
+    HSM().delete_keypair(sys.argv[1])
+    """
+)
+
+
+def test_key_deleted_by_another_process(
+    hsm: HSM, keypair: tuple[str, ec.EllipticCurvePublicKey]
+) -> None:
+    label, _ = keypair
+    # Both handles are now remembered by the adapter.
+    hsm.sign(label, b"message")
+    hsm.public_key(label)
+
+    result = run_python(_DELETE_ELSEWHERE.replace("sys.argv[1]", repr(label)), {})
+    assert result.returncode == 0, result.stderr
+
+    # The stale handles fail, the adapter looks again and finds nothing.
+    with pytest.raises(KeyNotFoundError, match=label):
+        hsm.sign(label, b"message")
+    with pytest.raises(KeyNotFoundError, match=label):
+        hsm.public_key(label)
+    assert not hsm.has_keypair(label)
