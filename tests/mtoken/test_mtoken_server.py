@@ -281,14 +281,21 @@ def test_cli_session_over_http(
     assert activated["status"] == "ACTIVE"
     activation_id = created["activationId"]
 
-    payload, operation_id, nonce = backend.qr(PAYMENT, activation_id)
     image = tmp_path / "qr.png"
-    segno.make(payload.encode("utf-8"), mode="byte").save(image, kind="png", scale=4)
-    signed = mtoken("sign", str(image), "--pin", PIN)
+    for target, pin, valid in (
+        (activation_id, PIN, True),
+        (None, PIN, True),
+        (activation_id, "0000", False),
+    ):
+        payload, operation_id, nonce = backend.qr(PAYMENT, target)
+        qr = segno.make(payload.encode("utf-8"), mode="byte")
+        qr.save(image, kind="png", scale=4)
+        signed = mtoken("sign", str(image), "--pin", pin)
 
-    assert signed["title"] == "Überweisung"
-    answer = backend.verify(
-        activation_id, operation_id, OPERATION_DATA, nonce, signed["code"]
-    )
-    assert answer["signatureValid"] is True
+        assert signed["title"] == "Überweisung"
+        assert signed["personalized"] is (target is not None)
+        answer = backend.verify(
+            activation_id, operation_id, OPERATION_DATA, nonce, signed["code"]
+        )
+        assert answer["signatureValid"] is valid
     assert mtoken("status", "--refresh")["status"] == "ACTIVE"
