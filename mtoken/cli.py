@@ -181,22 +181,22 @@ def activate(
     finally:
         transport.close()
     state = result.state
-    fingerprint = state.fingerprint
-    text = "\n".join(
-        [
-            f"Activation {state.activation_id} stored ({state.status}).",
-            f"Fingerprint: {fingerprint}",
-            "Compare it with the fingerprint the server shows before committing.",
-        ]
-        + (
-            []
-            if state.master_public_key is not None
-            else [
-                "No master public key: non-personalized QR codes will be refused "
-                "(give --application-id or --master-public-key)."
-            ]
+    lines = [
+        f"Activation {state.activation_id} stored ({state.status}).",
+        f"Fingerprint: {state.fingerprint}",
+        (
+            "It must equal the fingerprint the server shows for this activation."
+            if result.committed
+            else "Compare it with the fingerprint the server shows, then have "
+            "the activation committed there."
+        ),
+    ]
+    if state.master_public_key is None:
+        lines.append(
+            "No master public key: non-personalized QR codes will be refused "
+            "(give --application-id or --master-public-key)."
         )
-    )
+    text = "\n".join(lines)
     _emit(
         ctx,
         {
