@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -145,3 +146,31 @@ def test_grandchild_can_sign(
 
     assert os.waitstatus_to_exitcode(status) == 0
     public.verify(der, b"grandchild", ec.ECDSA(hashes.SHA256()))
+
+
+_POOL_HSM: HSM | None = None
+
+
+def _pool_sign(job: tuple[str, bytes]) -> bytes:
+    assert _POOL_HSM is not None
+    label, message = job
+    return _POOL_HSM.sign(label, message)
+
+
+def test_fork_pool_workers_sign(
+    hsm: HSM, keypair: tuple[str, ec.EllipticCurvePublicKey]
+) -> None:
+    global _POOL_HSM
+    label, public = keypair
+    hsm.sign(label, b"parent first")
+    _POOL_HSM = hsm
+    jobs = [(label, f"job {i}".encode()) for i in range(12)]
+
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            signatures = pool.map(_pool_sign, jobs)
+    finally:
+        _POOL_HSM = None
+
+    for (_, message), der in zip(jobs, signatures, strict=True):
+        public.verify(der, message, ec.ECDSA(hashes.SHA256()))
