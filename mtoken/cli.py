@@ -317,9 +317,19 @@ def status(
             state = device.refresh_status(transport, state.activation_id)
         finally:
             transport.close()
-    view = state.public_view()
-    text = "\n".join(f"{key}: {value}" for key, value in view.items())
-    _emit(ctx, view, text)
+    rows = [
+        ("Activation", state.activation_id),
+        ("Name", state.activation_name or "-"),
+        ("Application", state.application_id or "-"),
+        ("Server", state.server_url or "-"),
+        ("Status", f"{state.status} (as last seen from the server)"),
+        ("Fingerprint", state.fingerprint),
+        ("Codes computed", str(state.codes_computed)),
+        ("Master key", "yes" if state.master_public_key else "no"),
+        ("Created", state.created_at),
+    ]
+    text = "\n".join(f"{label + ':':<16}{value}" for label, value in rows)
+    _emit(ctx, state.public_view(), text)
 
 
 @cli.command()

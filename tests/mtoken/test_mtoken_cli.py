@@ -243,6 +243,10 @@ def test_list_status_remove(run: Run, server: SoftwareServer, http_server: str) 
     )
     assert run.json("remove", "--activation", first) == {"removed": first}
     assert run.json("status")["activationId"] == second
+    status, out, _ = run("status")
+    assert status == 0
+    assert f"Activation:     {second}" in out
+    assert "Codes computed: 0" in out
     status, out, _ = run("list")
     assert status == 0
     assert second in out
