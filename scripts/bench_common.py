@@ -1,0 +1,77 @@
+"""Timing helpers shared by the benchmark's processes (no project imports).
+
+Every measurement times each operation on its own with ``perf_counter_ns``,
+so upkeep done between two operations (resetting a failure counter, for
+example) is left out of the figures. A run stops at whichever bound comes
+first: a number of operations or a time budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one measurement may run: ``seconds`` of timed work or ``max_ops``."""
+
+    seconds: float
+    max_ops: int
+    warmup: int = 3
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1) of ``values``."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(durations_ns: Sequence[int]) -> dict[str, Any]:
+    """ops/s over the timed work, with per-operation p50 and p99 in ms."""
+    total = sum(durations_ns)
+    ms = [d / 1e6 for d in durations_ns]
+    return {
+        "ops": len(durations_ns),
+        "timed_s": round(total / 1e9, 4),
+        "ops_per_s": round(len(durations_ns) / (total / 1e9), 1) if total else 0.0,
+        "p50_ms": round(percentile(ms, 0.50), 4),
+        "p99_ms": round(percentile(ms, 0.99), 4),
+    }
+
+
+def measure(
+    operation: Callable[[], object],
+    budget: Budget,
+    *,
+    between: Callable[[], object] | None = None,
+) -> dict[str, Any]:
+    """Run ``operation`` until the budget is spent; untimed ``between()`` before each.
+
+    ``between`` does upkeep that must not count (it runs outside the timer),
+    before the warm-up operations too.
+    """
+    for _ in range(budget.warmup):
+        if between is not None:
+            between()
+        operation()
+
+    durations: list[int] = []
+    spent = 0
+    limit = int(budget.seconds * 1e9)
+    clock = time.perf_counter_ns
+    while len(durations) < budget.max_ops and spent < limit:
+        if between is not None:
+            between()
+        start = clock()
+        operation()
+        elapsed = clock() - start
+        durations.append(elapsed)
+        spent += elapsed
+    return summarize(durations)

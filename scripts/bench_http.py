@@ -1,0 +1,275 @@
+"""The HTTP half of the benchmark: gunicorn on loopback and a bounded load generator.
+
+The server is the product as deployed: ``gunicorn 'webapp:create_app()'`` with
+one sync worker per core, ``--preload`` (the app is built once, then the
+workers fork; each worker opens PKCS#11 itself on its first request). The
+load generator is a pool of threads, one ``httpx.Client`` each, on
+127.0.0.1 only; every run stops at a request count or a time limit, whichever
+comes first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bench_common import percentile
+
+# What one request of a load run is: the path, the JSON body, and a check of
+# the response that returns None when it is right or a short reason when not.
+Check = Callable[[httpx.Response], "str | None"]
+RequestFactory = Callable[[int], tuple[str, dict[str, Any], Check]]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A gunicorn master started by the benchmark, stopped by its own pid."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    access_log: Path
+    error_log: Path
+    workers: int
+
+    def worker_pids(self) -> list[int]:
+        """The master's children (the workers), from /proc."""
+        pid = self.process.pid
+        try:
+            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            # TERM is gunicorn's graceful shutdown of the master and workers.
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(
+    root: Path, env: Mapping[str, str], workers: int, log_dir: Path
+) -> Server:
+    """Start gunicorn on a free loopback port and wait until /health answers."""
+    port = free_port()
+    access_log = log_dir / "gunicorn-access.log"
+    error_log = log_dir / "gunicorn-error.log"
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--preload",
+        # The worker's pid in every access line shows which workers signed.
+        "--access-logfile",
+        str(access_log),
+        "--access-logformat",
+        "%(p)s %(s)s %(U)s",
+        "--error-logfile",
+        str(error_log),
+        "webapp:create_app()",
+    ]
+    process = subprocess.Popen(command, cwd=root, env=dict(env))
+    server = Server(process, f"http://127.0.0.1:{port}", access_log, error_log, workers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"gunicorn exited with status {process.returncode}; see {error_log}"
+            )
+        try:
+            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"gunicorn did not answer /health within 60 s; see {error_log}")
+
+
+def signing_worker_pids(server: Server, path: str) -> set[str]:
+    """The pids of the workers that answered ``path`` with 200 (access log)."""
+    pids = set()
+    for line in server.access_log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "200" and parts[2] == path:
+            pids.add(parts[0])
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """utime + stime of ``pids`` in seconds, from /proc (None when unreadable)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / ticks
+
+
+@dataclass
+class LoadResult:
+    """One load run: ``clients`` threads against one endpoint."""
+
+    endpoint: str
+    clients: int
+    requests: int
+    errors: int
+    wall_s: float
+    latencies_ms: list[float] = field(repr=False)
+    error_samples: list[str]
+    client_cpu_s: float
+    server_cpu_s: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "clients": self.clients,
+            "requests": self.requests,
+            "errors": self.errors,
+            "wall_s": round(self.wall_s, 3),
+            "requests_per_s": round(self.requests / self.wall_s, 1)
+            if self.wall_s
+            else 0.0,
+            "p50_ms": round(percentile(self.latencies_ms, 0.50), 3),
+            "p99_ms": round(percentile(self.latencies_ms, 0.99), 3),
+            "max_ms": round(max(self.latencies_ms, default=float("nan")), 3),
+            # Cores busy on average: the load generator (this process, all
+            # threads) and the gunicorn workers.
+            "client_cores": round(self.client_cpu_s / self.wall_s, 2)
+            if self.wall_s
+            else None,
+            "server_cores": round(self.server_cpu_s / self.wall_s, 2)
+            if self.wall_s and self.server_cpu_s is not None
+            else None,
+            "error_samples": self.error_samples,
+        }
+
+
+def run_load(
+    server: Server,
+    endpoint: str,
+    clients: int,
+    make_request: RequestFactory,
+    *,
+    max_requests: int,
+    max_seconds: float,
+) -> LoadResult:
+    """Drive ``endpoint`` with ``clients`` threads until either bound is reached.
+
+    ``make_request(i)`` builds client ``i``'s next request; it runs outside
+    the latency timer. Errors are transport failures, statuses other than 200
+    and responses the check refuses.
+    """
+    lock = threading.Lock()
+    issued = 0
+    latencies: list[float] = []
+    errors: list[str] = []
+    start_gate = threading.Barrier(clients + 1)
+    deadline = 0.0
+
+    def take_ticket() -> bool:
+        nonlocal issued
+        with lock:
+            if issued >= max_requests or time.perf_counter() >= deadline:
+                return False
+            issued += 1
+            return True
+
+    def client_loop(index: int) -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+            start_gate.wait()
+            while take_ticket():
+                path, body, check = make_request(index)
+                began = time.perf_counter()
+                try:
+                    response = client.post(path, json=body)
+                    problem = check(response)
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
+                took = (time.perf_counter() - began) * 1000
+                with lock:
+                    latencies.append(took)
+                    if problem is not None:
+                        errors.append(problem)
+
+    threads = [
+        threading.Thread(target=client_loop, args=(i,), daemon=True)
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    workers = server.worker_pids()
+    server_cpu_before = _cpu_seconds(workers)
+    cpu_before = time.process_time()
+    began = time.perf_counter()
+    deadline = began + max_seconds
+    start_gate.wait()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    client_cpu = time.process_time() - cpu_before
+    server_cpu_after = _cpu_seconds(workers)
+    server_cpu = (
+        server_cpu_after - server_cpu_before
+        if server_cpu_before is not None and server_cpu_after is not None
+        else None
+    )
+    return LoadResult(
+        endpoint=endpoint,
+        clients=clients,
+        requests=len(latencies),
+        errors=len(errors),
+        wall_s=wall,
+        latencies_ms=latencies,
+        error_samples=sorted(set(errors))[:5],
+        client_cpu_s=client_cpu,
+        server_cpu_s=server_cpu,
+    )
+
+
+def expect_ok(response: httpx.Response) -> str | None:
+    """The check of a create request: 200 with the OK envelope."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    if response.json().get("status") != "OK":
+        return "status is not OK"
+    return None
+
+
+def expect_valid_signature(response: httpx.Response) -> str | None:
+    """The check of a verify request with a right code: signatureValid true."""
+    problem = expect_ok(response)
+    if problem is not None:
+        return problem
+    if response.json()["responseObject"].get("signatureValid") is not True:
+        return "signatureValid is not true"
+    return None
