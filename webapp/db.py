@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return _forget_after_fork(create_engine(url, pool_pre_ping=True))
 
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
@@ -68,6 +70,23 @@ def make_engine(url: str) -> Engine:
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    return _forget_after_fork(engine)
+
+
+def _forget_after_fork(engine: Engine) -> Engine:
+    """Make a forked child (a pre-forking WSGI worker) open its own connections.
+
+    Connections opened by the parent must not be shared with the child; the
+    child drops the pool without closing the parent's connections.
+    """
+    ref = weakref.ref(engine)
+
+    def _in_child() -> None:
+        child_engine = ref()
+        if child_engine is not None:
+            child_engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_in_child)
     return engine
 
 
