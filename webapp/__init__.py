@@ -47,6 +47,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(rest_bp)
     register_commands(app)
 
+    from webapp.pages import init_pages
+
+    init_pages(app)
+
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "OK"}

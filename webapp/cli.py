@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
 from webapp import db, services
+from webapp.config import DEFAULTS, redacted
 from webapp.extensions import get_hsm, get_settings
 from webapp.rest.envelope import iso
 from webapp.services import imports
@@ -100,6 +101,14 @@ def db_revision() -> None:
     """Show the schema revision of the database and of the code."""
     click.echo(f"database: {db.schema_revision(db.get_engine()) or 'empty'}")
     click.echo(f"code:     {db.head_revision()}")
+
+
+@db_group.command("settings")
+def db_settings() -> None:
+    """Print the effective server settings, secrets redacted."""
+    shown = redacted({name: current_app.config[name] for name in DEFAULTS})
+    for name, value in sorted(shown.items()):
+        click.echo(f"{name} = {value!r}")
 
 
 # application ----------------------------------------------------------------

@@ -203,3 +203,12 @@ def test_redacted_config_hides_secrets() -> None:
         "SECRET_KEY": "<redacted>",
         "SIGNATURE_LOOKAHEAD": 20,
     }
+
+
+def test_settings_command_redacts_secrets(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["db", "settings"])
+
+    assert result.exit_code == 0, result.output
+    assert "SIGNATURE_LOOKAHEAD = 20" in result.output
+    assert "PKCS11_USER_PIN = '<redacted>'" in result.output
+    assert "1234" not in result.output

@@ -372,7 +372,9 @@ class HttpClient:
         try:
             response = self._http.post(url, json={"requestObject": request_object})
         except httpx.HTTPError as exc:
-            raise ClientError(f"the PowerAuth server at {self.base_url} is unreachable") from exc
+            raise ClientError(
+                f"the PowerAuth server at {self.base_url} is unreachable"
+            ) from exc
         try:
             body = response.json()
         except ValueError:
@@ -385,7 +387,9 @@ class HttpClient:
                 detail.get("code") if isinstance(detail.get("code"), str) else None,
             )
         if response.status_code >= 400 or not isinstance(body, dict):
-            raise ClientError(f"the server answered HTTP {response.status_code} to {path}")
+            raise ClientError(
+                f"the server answered HTTP {response.status_code} to {path}"
+            )
         result = body.get("responseObject")
         if body.get("status") != "OK" or not isinstance(result, dict):
             raise ClientError(f"the answer to {path} is not an OK envelope")
@@ -472,8 +476,7 @@ class HttpClient:
         return [
             Application(
                 _text(item, "applicationId"),
-                _optional_text(item, "applicationName")
-                or _text(item, "applicationId"),
+                _optional_text(item, "applicationName") or _text(item, "applicationId"),
                 _optional_text(item, "masterPublicKey"),
             )
             for item in items
