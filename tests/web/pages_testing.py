@@ -162,3 +162,21 @@ def payment_form(clock: Clock, **changes: str) -> dict[str, str]:
     form = dict(PAYMENT, due_date=(clock().date() + timedelta(days=3)).isoformat())
     form.update(changes)
     return form
+
+
+class Served:
+    """An app served by werkzeug on 127.0.0.1 and a free port, in a thread."""
+
+    def __init__(self, app: Flask) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)

@@ -153,7 +153,7 @@ def _operation_page(
     if reason is not None:
         return render_template(
             "bank/unavailable.html", reason=reason, kind=operation.kind
-        ), (200 if status == 200 else status)
+        ), status
     alt = qr.alt_text(operation.payload_data)
     return render_template(
         template,
@@ -207,7 +207,7 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
     settings = get_settings()
     reason = operations.availability(operation, settings.now())
     if reason is not None:
-        return _operation_page(template, operation)
+        return _operation_page(template, operation, status=400)
     try:
         code = operations.parse_code(
             request.form.get("code", ""), settings.component_length

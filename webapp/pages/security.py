@@ -109,12 +109,13 @@ def limit(app: Flask, bucket: str, per_minute: int) -> None:
 
 def init_security(app: Flask) -> None:
     """Cookie flags, security headers, CSRF on form posts, the limiter."""
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask's defaults carry these names already, so setdefault would not act.
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if not app.config.get("SESSION_COOKIE_SAMESITE"):
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     # Secure cookies need HTTPS, which local development does not have.
-    app.config.setdefault(
-        "SESSION_COOKIE_SECURE", app.config["ENVIRONMENT"] == "production"
-    )
+    if app.config["ENVIRONMENT"] == "production":
+        app.config["SESSION_COOKIE_SECURE"] = True
     app.extensions[_LIMITER_KEY] = RateLimiter()
 
     @app.after_request

@@ -1,0 +1,480 @@
+"""The demo bank's pages through the Flask test client, real SoftHSM token."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from flask import Flask
+from flask.testing import FlaskClient
+from pages_testing import (
+    PIN,
+    Clock,
+    activation_view,
+    csrf,
+    enroll,
+    login,
+    make_app,
+    payment_form,
+    post,
+    qr_text,
+    unique,
+)
+from PIL import Image
+
+from mtoken import Device
+from powerauth.payload import parse_offline_payload
+from webapp import create_app
+from webapp.config import SettingsError
+from webapp.db import new_session
+from webapp.models import BankOperation
+
+pytestmark = pytest.mark.softhsm
+
+NOT_ACCEPTED = "The code was not accepted"
+
+
+def start_payment(client: FlaskClient, clock: Clock, **changes: str) -> tuple[str, str]:
+    """Create a payment; return its confirmation URL and QR text."""
+    response = post(client, "/payment/new", payment_form(clock, **changes))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    url = response.headers["Location"]
+    return url, qr_text(client.get(url).get_data(as_text=True))
+
+
+def stored_operation(app: Flask, operation_id: str) -> BankOperation:
+    with app.app_context():
+        session = new_session()
+        try:
+            operation = session.get(BankOperation, operation_id)
+            assert operation is not None
+            return operation
+        finally:
+            session.close()
+
+
+def wrong(code: str) -> str:
+    """A well-formed code that differs from ``code`` in its last digit."""
+    return code[:-1] + str((int(code[-1]) + 1) % 10)
+
+
+@pytest.fixture
+def logged_in(client: FlaskClient, user: str, device: Device) -> FlaskClient:
+    login(client, user, device)
+    return client
+
+
+def test_home_page_has_security_headers_and_a_csrf_form(client: FlaskClient) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    page = response.get_data(as_text=True)
+    assert 'name="csrf_token"' in page
+    assert "<script" not in page
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # testing runs over plain HTTP
+
+
+def test_login_with_a_personalized_qr(
+    client: FlaskClient, user: str, device: Device
+) -> None:
+    started = post(client, "/login", {"username": user})
+    page = client.get(started.headers["Location"]).get_data(as_text=True)
+    payload = parse_offline_payload(qr_text(page))
+
+    assert payload.indicator == "1"
+    assert payload.operation_data_text == "A2"
+    assert "Log in as" in page and "Personalized QR code" in page
+    code = device.sign(qr_text(page), pin=PIN).code
+    done = post(client, started.headers["Location"], {"code": code})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/account")
+    account = client.get("/account").get_data(as_text=True)
+    assert f"Account of {user}" in account and "No payments yet." in account
+
+
+def test_login_with_a_non_personalized_qr_by_setting(
+    tmp_path: Path, clock: Clock
+) -> None:
+    app = make_app(tmp_path, clock, BANK_LOGIN_QR="non-personalized")
+    client = app.test_client()
+    user = unique("bob")
+    device = enroll(app, user, tmp_path / "phone")
+    started = post(client, "/login", {"username": user})
+    page = client.get(started.headers["Location"]).get_data(as_text=True)
+
+    assert parse_offline_payload(qr_text(page)).indicator == "0"
+    assert 'name="device"' not in page  # one device: nothing to choose
+    code = device.sign(qr_text(page), pin=PIN).code
+    done = post(client, started.headers["Location"], {"code": code})
+    assert done.headers["Location"].endswith("/account")
+    app.extensions["powerauth.engine"].dispose()
+
+
+def test_user_with_two_devices_gets_a_non_personalized_qr_and_picks_one(
+    app: Flask, client: FlaskClient, user: str, device: Device, tmp_path: Path
+) -> None:
+    second = enroll(app, user, tmp_path / "tablet", name="Tablet")
+    second_id = second.activations()[0].activation_id
+    started = post(client, "/login", {"username": user})
+    url = started.headers["Location"]
+    page = client.get(url).get_data(as_text=True)
+
+    assert parse_offline_payload(qr_text(page)).indicator == "0"
+    assert 'name="device"' in page and "Tablet" in page
+    code = second.sign(qr_text(page), pin=PIN).code
+    missing = post(client, url, {"code": code})
+    assert missing.status_code == 400
+    assert "Choose the device" in missing.get_data(as_text=True)
+    done = post(client, url, {"code": code, "device": second_id})
+    assert done.headers["Location"].endswith("/account")
+
+
+def test_unknown_user_and_wrong_code_read_the_same(
+    client: FlaskClient, app: Flask, user: str, device: Device
+) -> None:
+    stranger = app.test_client()
+    started = post(stranger, "/login", {"username": unique("nobody")})
+    page = stranger.get(started.headers["Location"]).get_data(as_text=True)
+    assert parse_offline_payload(qr_text(page)).indicator == "0"
+    unknown = post(stranger, started.headers["Location"], {"code": "1234567887654321"})
+
+    started = post(client, "/login", {"username": user})
+    page = client.get(started.headers["Location"]).get_data(as_text=True)
+    code = device.sign(qr_text(page), pin=PIN).code
+    known = post(client, started.headers["Location"], {"code": wrong(code)})
+
+    for response in (unknown, known):
+        assert response.status_code == 400
+        text = response.get_data(as_text=True)
+        assert NOT_ACCEPTED in text and "4 attempts left" in text
+
+
+@pytest.mark.parametrize("username", ["", " ", "a" * 65, "x<y>", "new\nline"])
+def test_bad_usernames_are_form_errors(client: FlaskClient, username: str) -> None:
+    response = post(client, "/login", {"username": username})
+    assert response.status_code == 400
+    assert "A username is 1 to 64" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda c: c,
+        lambda c: " ".join(c.replace("-", "")[i : i + 4] for i in range(0, 16, 4)),
+        lambda c: c.replace("-", ""),
+    ],
+    ids=["dash", "groups-of-four", "plain"],
+)
+def test_payment_confirmed_with_each_code_layout(
+    app: Flask, logged_in: FlaskClient, device: Device, clock: Clock, layout: object
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    done = post(logged_in, url, {"code": layout(code), "nonce": "A" * 24})  # type: ignore[operator]
+
+    assert done.status_code == 302 and done.headers["Location"].endswith(url)
+    page = logged_in.get(url).get_data(as_text=True)
+    assert "Payment confirmed" in page
+    account = logged_in.get("/account").get_data(as_text=True)
+    assert "1250.50 CZK" in account and "CZ2730300000001165254011" in account
+    assert "Dárek pro Janu" in account
+
+
+def test_payment_qr_carries_spec4_operation_data(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    payload = parse_offline_payload(text)
+    due = payment_form(clock)["due_date"].replace("-", "")
+
+    assert payload.indicator == "1"
+    assert payload.operation_data_text == (
+        f"A1*A1250.50CZK*ICZ2730300000001165254011,FIOBCZPP**D{due}*NDárek pro Janu"
+    )
+    assert payload.title == "Confirm payment"
+    assert payload.message == "Pay 1,250.50 CZK to CZ2730300000001165254011"
+    stored = stored_operation(app, url.rsplit("/", 1)[1])
+    assert stored.nonce == payload.nonce and stored.offline_data == text
+    assert (stored.expires_at - stored.created_at).total_seconds() == 300
+    assert stored.attempts_left == 5
+
+
+def test_qr_png_and_svg_hold_the_exact_utf8_bytes(
+    logged_in: FlaskClient, clock: Clock
+) -> None:
+    url, text = start_payment(logged_in, clock, note="Žluťoučký kůň 😀 \u2013 ok")
+    png = logged_in.get(url + "/qr.png")
+
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert "attachment" in png.headers["Content-Disposition"]
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.data)).convert("L"))
+    assert len(found) == 1
+    assert found[0].format == zxingcpp.BarcodeFormat.QRCode  # never Micro QR
+    assert bytes(found[0].bytes) == text.encode("utf-8")
+    page = logged_in.get(url).get_data(as_text=True)
+    assert '<svg role="img" aria-label="QR code to scan' in page
+    assert "Amount: 1,250.50 CZK" in page and "Note: Žluťoučký kůň 😀 \u2013 ok" in page
+
+
+def test_malformed_codes_are_form_errors_that_spend_nothing(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, _ = start_payment(logged_in, clock)
+    activation_id = device.activations()[0].activation_id
+    for typed in [
+        "",
+        "1234",
+        "12345678-1234567",
+        "1234-5678-8765-432a",
+        "\uff11\uff12\uff13\uff14" * 4,  # full-width digits
+        "12345678 87654321-",
+    ]:
+        response = post(logged_in, url, {"code": typed})
+        assert response.status_code == 400, typed
+        assert "Type the 16 digits" in response.get_data(as_text=True)
+    assert activation_view(app, activation_id).failed_attempts == 0
+    assert stored_operation(app, url.rsplit("/", 1)[1]).attempts_left == 5
+
+
+def test_wrong_code_shows_attempts_left_and_five_block(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    activation_id = device.activations()[0].activation_id
+    for left in (4, 3, 2, 1):
+        response = post(logged_in, url, {"code": wrong(code)})
+        assert response.status_code == 400
+        page = response.get_data(as_text=True)
+        assert NOT_ACCEPTED in page
+        assert f"{left} attempt{'s' if left > 1 else ''} left" in page
+    blocked = post(logged_in, url, {"code": wrong(code)})
+
+    assert blocked.status_code == 403
+    assert "Your mobile token is blocked" in blocked.get_data(as_text=True)
+    assert "unblock" in blocked.get_data(as_text=True)
+    view = activation_view(app, activation_id)
+    assert view.status == "BLOCKED" and view.blocked_reason == "MAX_FAILED_ATTEMPTS"
+    # A new payment cannot start while the device is blocked.
+    again = post(logged_in, "/payment/new", payment_form(clock))
+    assert again.status_code == 403
+
+
+def test_blocked_device_at_login_says_so(
+    app: Flask, client: FlaskClient, user: str, device: Device
+) -> None:
+    activation_id = device.activations()[0].activation_id
+    login(app.test_client(), user, device)  # proves the device works
+    from pages_testing import CONSOLE_PASSWORD  # noqa: F401 - same module
+
+    with app.app_context():
+        from webapp import services
+        from webapp.extensions import get_settings
+
+        session = new_session()
+        services.block_activation(
+            session, get_settings(), activation_id=activation_id, actor="test"
+        )
+        session.close()
+    started = post(client, "/login", {"username": user})
+    page = client.get(started.headers["Location"]).get_data(as_text=True)
+    assert parse_offline_payload(qr_text(page)).indicator == "0"
+    response = post(client, started.headers["Location"], {"code": "1234567887654321"})
+    assert response.status_code == 403
+    assert "Your mobile token is blocked" in response.get_data(as_text=True)
+
+
+def test_expired_operation_spends_no_attempt(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    activation_id = device.activations()[0].activation_id
+    clock.advance(seconds=301)
+
+    shown = logged_in.get(url).get_data(as_text=True)
+    typed = post(logged_in, url, {"code": code})
+
+    assert "This request has expired" in shown
+    assert typed.status_code == 400
+    assert "This request has expired" in typed.get_data(as_text=True)
+    assert activation_view(app, activation_id).failed_attempts == 0
+    assert logged_in.get(url + "/qr.png").status_code == 404
+
+
+def test_used_operation_cannot_confirm_again(
+    logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    assert post(logged_in, url, {"code": code}).status_code == 302
+
+    again = post(logged_in, url, {"code": code})
+
+    assert again.status_code == 400
+    assert "already confirmed" in again.get_data(as_text=True)
+    account = logged_in.get("/account").get_data(as_text=True)
+    assert account.count("1250.50 CZK") == 1
+
+
+def test_cancelled_operation_spends_no_attempt(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    cancelled = post(logged_in, url + "/cancel")
+    assert cancelled.status_code == 302
+
+    typed = post(logged_in, url, {"code": code})
+
+    assert "This request was cancelled" in typed.get_data(as_text=True)
+    activation_id = device.activations()[0].activation_id
+    assert activation_view(app, activation_id).failed_attempts == 0
+    assert "No payments yet." in logged_in.get("/account").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("amount", "abc", "Enter the amount as a number"),
+        ("amount", "0", "above 0"),
+        ("amount", "-5", "above 0"),
+        ("amount", "1.234", "two decimal places"),
+        ("amount", "1e12", "below 1,000,000,000"),
+        ("currency", "CZ", "three letters"),
+        ("currency", "C1K", "three letters"),
+        ("iban", "CZ2730300000001165254012", "not a valid IBAN"),
+        ("iban", "hello", "not a valid IBAN"),
+        ("bic", "FIO", "8 or 11"),
+        ("due_date", "2020-01-01", "must not be in the past"),
+        ("due_date", "31.12.2026", "YYYY-MM-DD"),
+        ("due_date", "2099-01-01", "within a year"),
+        ("note", "x" * 141, "at most 140"),
+        ("note", "bell\x07", "control characters"),
+    ],
+)
+def test_payment_form_refuses_bad_input(
+    logged_in: FlaskClient, clock: Clock, field: str, value: str, message: str
+) -> None:
+    response = post(logged_in, "/payment/new", payment_form(clock, **{field: value}))
+
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert message in page
+    assert f'id="{field}"' in page and 'aria-invalid="true"' in page
+
+
+def test_pages_need_login_and_ownership(
+    app: Flask, client: FlaskClient, logged_in: FlaskClient, clock: Clock
+) -> None:
+    url, _ = start_payment(logged_in, clock)
+    anonymous = app.test_client()
+
+    assert anonymous.get("/account").status_code == 302
+    assert anonymous.get("/payment/new").status_code == 403
+    assert anonymous.get(url).status_code == 403
+    intruder = app.test_client()
+    other = unique("mallory")
+    enroll_device = enroll(app, other, Path(app.config["SIMULATOR_STATE_DIR"]) / "m")
+    login(intruder, other, enroll_device)
+    assert intruder.get(url).status_code == 404
+    assert intruder.get(url + "/qr.png").status_code == 404
+    assert post(intruder, url, {"code": "1234567887654321"}).status_code == 404
+    # A login operation belongs to the browser that started it.
+    started = post(anonymous, "/login", {"username": other})
+    assert intruder.get(started.headers["Location"]).status_code == 404
+
+
+def test_logout_ends_the_session(logged_in: FlaskClient) -> None:
+    response = post(logged_in, "/logout")
+    assert response.status_code == 302
+    assert logged_in.get("/account").status_code == 302
+
+
+def test_forms_without_a_valid_csrf_token_are_refused(
+    client: FlaskClient, user: str
+) -> None:
+    csrf(client)
+    missing = client.post("/login", data={"username": user})
+    forged = client.post("/login", data={"username": user, "csrf_token": "x" * 43})
+
+    for response in (missing, forged):
+        assert response.status_code == 400
+        assert "The form has expired" in response.get_data(as_text=True)
+
+
+def test_code_entry_and_login_are_rate_limited(tmp_path: Path, clock: Clock) -> None:
+    app = make_app(
+        tmp_path, clock, RATE_LIMIT_CODE_PER_MINUTE=2, RATE_LIMIT_LOGIN_PER_MINUTE=3
+    )
+    client = app.test_client()
+    statuses = [
+        post(client, "/login", {"username": unique("u")}).status_code for _ in range(4)
+    ]
+    assert statuses == [302, 302, 302, 429]
+    # The quota is per client address, not per browser session.
+    same_address = post(app.test_client(), "/login", {"username": "x"})
+    assert same_address.status_code == 429
+    clock_client = app.test_client()
+    started = post(
+        clock_client,
+        "/login",
+        {"username": "y"},
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+    )
+    login_url = started.headers["Location"]
+    codes = [
+        post(
+            clock_client,
+            login_url,
+            {"code": "1234567887654321"},
+            environ_base={"REMOTE_ADDR": "10.9.9.9"},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert codes == [400, 400, 429]
+    page = post(
+        clock_client, login_url, {"code": "1"}, environ_base={"REMOTE_ADDR": "10.9.9.9"}
+    )
+    assert "Too many attempts" in page.get_data(as_text=True)
+    app.extensions["powerauth.engine"].dispose()
+
+
+def test_secret_key_required_in_production_and_cookie_secure(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'prod.sqlite'}"
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        create_app({"ENVIRONMENT": "production", "DATABASE_URL": url, "SECRET_KEY": ""})
+    app = create_app(
+        {"ENVIRONMENT": "production", "DATABASE_URL": url, "SECRET_KEY": "k" * 40}
+    )
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SIMULATOR_ENABLED"] is False
+    app.extensions["powerauth.engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BANK_LOGIN_QR", "sometimes"),
+        ("BANK_OPERATION_TTL_SECONDS", 0),
+        ("BANK_OPERATION_ATTEMPTS", "5"),
+        ("RATE_LIMIT_CODE_PER_MINUTE", 0),
+    ],
+)
+def test_page_settings_are_checked(tmp_path: Path, name: str, value: object) -> None:
+    with pytest.raises(SettingsError, match=name):
+        create_app(
+            {
+                "TESTING": True,
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}",
+                name: value,
+            }
+        )
