@@ -523,14 +523,14 @@ _CLIENT_KEY = "powerauth.pages_client"
 
 
 def init_client(app: Flask) -> None:
-    """Choose the implementation once, from ``POWERAUTH_API_URL``."""
-    url = str(app.config.get("POWERAUTH_API_URL") or "")
+    """Choose the implementation once, from ``API_URL`` (env ``POWERAUTH_API_URL``)."""
+    url = str(app.config.get("API_URL") or "")
     client: PowerAuthClient
     if url:
         client = HttpClient(
             url,
-            username=app.config.get("POWERAUTH_API_USER") or None,
-            password=app.config.get("POWERAUTH_API_PASSWORD") or None,
+            username=app.config.get("API_USER") or None,
+            password=app.config.get("API_PASSWORD") or None,
         )
     else:
         client = InProcessClient()
