@@ -13,8 +13,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -34,16 +34,26 @@ def database_url(app: Flask) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine; on SQLite every transaction takes the write lock first.
+    """Create an engine for SQLite or PostgreSQL.
 
-    Verification reads an activation and writes it back. PostgreSQL serializes
-    that with ``SELECT ... FOR UPDATE``; SQLite ignores ``FOR UPDATE``, so we
-    begin every transaction with ``BEGIN IMMEDIATE`` instead: the second of two
-    concurrent verifications waits until the first has committed.
+    Verification reads an activation and writes it back. On PostgreSQL the
+    services lock the row with ``SELECT ... FOR UPDATE`` in READ COMMITTED
+    transactions: a second verification of the same activation waits for the
+    first to commit, then reads the row as the first left it. SQLite ignores
+    ``FOR UPDATE``, so there every transaction begins with ``BEGIN IMMEDIATE``
+    instead, which takes the database write lock up front.
+
+    :raises ValueError: another database, or an in-memory SQLite database.
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return _forget_after_fork(create_engine(url, pool_pre_ping=True))
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return _forget_after_fork(_postgresql_engine(parsed))
+    if backend != "sqlite":
+        raise ValueError(
+            f"DATABASE_URL: the {backend} backend is not supported; use "
+            "postgresql+psycopg://... or sqlite:///path"
+        )
 
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
@@ -71,6 +81,34 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return _forget_after_fork(engine)
+
+
+def _postgresql_engine(parsed: URL) -> Engine:
+    # A bare postgresql:// would pick psycopg2, which is not a dependency;
+    # psycopg 3 is.
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # READ COMMITTED whatever the server's default_transaction_isolation:
+    # with row locks it never aborts a transaction for a serialization
+    # failure, and a locked row is re-read at its newest committed version.
+    return create_engine(parsed, isolation_level="READ COMMITTED", pool_pre_ping=True)
+
+
+def lock_name(session: Session, name: str) -> None:
+    """Serialize the transactions that create something called ``name``.
+
+    A row lock cannot guard a row that does not exist yet: two workers could
+    both find no application ``X`` and both generate its key pair in the
+    token. On PostgreSQL this takes a transaction-scoped advisory lock on a
+    hash of ``name`` (released at commit or rollback); on SQLite the
+    ``BEGIN IMMEDIATE`` write lock already serializes every transaction.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+        {"name": name},
+    )
 
 
 def _forget_after_fork(engine: Engine) -> Engine:

@@ -7,14 +7,17 @@ key pair is generated in the token at init, CTR_DATA is chosen at prepare.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hsm import HSM
@@ -27,6 +30,7 @@ from powerauth.activation import (
 from powerauth.errors import ActivationCodeError, InvalidKeyError
 from powerauth.keys import private_key_from_java_bytes, validate_public_key
 from webapp.config import ServerSettings
+from webapp.db import lock_name
 from webapp.models import Activation, ActivationStatus, Application
 from webapp.services import audit
 from webapp.services.applications import check_application_id, newest_master_key
@@ -148,14 +152,25 @@ def _check_max_failed(value: int) -> None:
         raise InvalidRequestError(f"maxFailureCount must be within {low}..{high}")
 
 
-def lock_activation(session: Session, activation_id: str) -> Activation | None:
+def lock_activation(
+    session: Session, activation_id: str, *, shared: bool = False
+) -> Activation | None:
     """Load an activation and lock its row until the transaction ends.
 
-    ``FOR UPDATE`` locks the row on PostgreSQL; on SQLite the engine's
-    ``BEGIN IMMEDIATE`` already holds the database write lock.
+    ``FOR UPDATE`` locks the row on PostgreSQL (``FOR SHARE`` when
+    ``shared``: readers that must not see the row change under them, but
+    need not exclude each other); on SQLite the engine's ``BEGIN IMMEDIATE``
+    already holds the database write lock.
+
+    The row is always read again after the lock is granted, also when the
+    session still holds the object from an earlier transaction: its old
+    attribute values may be from before another worker's change.
     """
     return session.scalars(
-        select(Activation).where(Activation.id == activation_id).with_for_update()
+        select(Activation)
+        .where(Activation.id == activation_id)
+        .with_for_update(read=shared)
+        .execution_options(populate_existing=True)
     ).first()
 
 
@@ -178,6 +193,23 @@ def _unique_code(session: Session) -> str:
         if taken is None:
             return code
     raise ActivationCodeGenerationError("could not find a free activation code")
+
+
+@contextlib.contextmanager
+def _code_collision_is_an_error() -> Iterator[None]:
+    """Turn a lost race for an activation code into a service error.
+
+    Two workers may pick the same free code at the same moment; the partial
+    unique index lets only the first commit, the other gets this error (and
+    its server key pair is discarded by the caller).
+    """
+    try:
+        yield
+    except IntegrityError as exc:
+        raise ActivationCodeGenerationError(
+            "another activation took the same activation code at the same "
+            "moment; try again"
+        ) from exc
 
 
 def init_activation(
@@ -208,7 +240,7 @@ def init_activation(
     label = server_key_label(activation_id)
     generated = False
     try:
-        with session.begin():
+        with _code_collision_is_an_error(), session.begin():
             if session.get(Application, application_id) is None:
                 raise ApplicationNotFoundError(
                     f"application {application_id} does not exist"
@@ -326,6 +358,7 @@ def prepare_activation(
                 Activation.status.in_(PENDING),
             )
             .with_for_update()
+            .execution_options(populate_existing=True)
         ).first()
         if activation is None or activation.status != ActivationStatus.CREATED:
             raise ActivationNotFoundError(
@@ -406,7 +439,9 @@ def get_activation(session: Session, activation_id: str) -> ActivationView:
     """:raises ActivationNotFoundError: when it does not exist."""
     check_activation_id(activation_id)
     with session.begin():
-        activation = session.get(Activation, activation_id)
+        # populate_existing: a session that read this activation in an earlier
+        # transaction must not answer from its stale copy.
+        activation = session.get(Activation, activation_id, populate_existing=True)
         if activation is None:
             raise ActivationNotFoundError(f"activation {activation_id} does not exist")
         return view(activation)
@@ -604,11 +639,16 @@ def import_activation(
     imported = False
     try:
         with session.begin():
+            # Two imports of one id would both put a key under one label.
+            lock_name(session, f"activation:{activation_id}")
             if session.get(Application, application_id) is None:
                 raise ApplicationNotFoundError(
                     f"application {application_id} does not exist"
                 )
-            if session.get(Activation, activation_id) is not None:
+            if (
+                session.get(Activation, activation_id, populate_existing=True)
+                is not None
+            ):
                 raise InvalidRequestError(f"activation {activation_id} already exists")
             with token_operation("import the server key pair"):
                 derived = hsm.import_private_key(label, server_private_key)

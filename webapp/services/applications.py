@@ -20,6 +20,7 @@ from hsm import HSM
 from powerauth.errors import InvalidKeyError
 from powerauth.keys import private_key_from_java_bytes, validate_public_key
 from webapp.config import ServerSettings
+from webapp.db import lock_name
 from webapp.models import Application, MasterKeyPair
 from webapp.services import audit
 from webapp.services.errors import (
@@ -91,6 +92,15 @@ def newest_master_key(session: Session, application_id: str) -> MasterKeyPair:
     return key
 
 
+def _lock_application(session: Session, application_id: str) -> None:
+    """Serialize the transactions that add an application or a master key.
+
+    Each of them counts the keys to name the next token label; two workers
+    counting at once would generate two key pairs under one label.
+    """
+    lock_name(session, f"application:{application_id}")
+
+
 def _load(session: Session, application_id: str) -> Application:
     check_application_id(application_id)
     application = session.get(Application, application_id)
@@ -151,6 +161,7 @@ def create_application(
     generated = False
     try:
         with session.begin():
+            _lock_application(session, application_id)
             if session.get(Application, application_id) is not None:
                 raise InvalidRequestError(
                     f"application {application_id} already exists"
@@ -209,6 +220,7 @@ def rotate_master_key(
     generated = False
     try:
         with session.begin():
+            _lock_application(session, application_id)
             application = _load(session, application_id)
             label = _next_label(session, application_id)
             with token_operation("generate a master key pair"):
@@ -274,6 +286,7 @@ def import_master_key(
     imported = False
     try:
         with session.begin():
+            _lock_application(session, application_id)
             application = session.get(Application, application_id)
             now = settings.now()
             if application is None:

@@ -125,7 +125,10 @@ def create_personalized_payload(
     operation_id = validate_data(data, settings)
     nonce_b64 = _nonce(nonce)
     with session.begin():
-        activation = session.get(Activation, activation_id)
+        # A shared lock: a block or a removal waits until the payload is
+        # signed, so no payload is made after the activation stopped being
+        # ACTIVE; payloads of one activation are still signed side by side.
+        activation = lock_activation(session, activation_id, shared=True)
         if activation is None:
             raise ActivationNotFoundError(f"activation {activation_id} does not exist")
         if activation.status != ActivationStatus.ACTIVE:
