@@ -503,12 +503,39 @@ def bench_verify_wrong(
     return measure(verify, budget, between=upkeep)
 
 
+def bench_window_core(
+    budget: Budget, enrolled: Enrolled, lookahead: int
+) -> dict[str, Any]:
+    """The protocol core alone: a wrong code searched through the whole window."""
+    from powerauth.errors import SignatureMismatchError
+    from powerauth.signature import SignatureType, verify_offline_code
+
+    keys = enrolled.device.keys
+    ctr_data = enrolled.device.ctr_data
+    types = [SignatureType.POSSESSION_KNOWLEDGE]
+
+    def search() -> None:
+        try:
+            verify_offline_code(
+                keys, ctr_data, enrolled.base_string, WRONG_CODE, types, lookahead
+            )
+        except SignatureMismatchError:
+            return
+        raise BenchError("a wrong code matched in the protocol core")
+
+    return measure(search, budget)
+
+
 # --------------------------------------------------------------------------
 # The product over HTTP
 
 
 def bench_http(
-    env: dict[str, str], plan: Plan, clients: list[Enrolled], log_dir: Path
+    env: dict[str, str],
+    plan: Plan,
+    clients: list[Enrolled],
+    log_dir: Path,
+    workers: int,
 ) -> dict[str, Any]:
     """gunicorn, one sync worker per core; create and verify at each client count."""
     import bench_http as web
@@ -529,7 +556,6 @@ def bench_http(
         return VERIFY_PATH, {"requestObject": body}, web.expect_valid_signature
 
     factories = {"create": create_request, "verify": verify_request}
-    workers = len(os.sched_getaffinity(0))
     server = web.start_server(ROOT, env, workers, log_dir)
     try:
         # Warm-up, and proof that every forked worker opened the token itself:
@@ -654,6 +680,9 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
     def row(name: str, figure: dict[str, Any], note: str = "") -> tuple[str, ...]:
         rate = figure.get("ops_per_s", figure.get("requests_per_s"))
+        if "cpu_ms_per_op" in figure:
+            cpu = f"CPU {figure['cpu_ms_per_op']:.3f} ms/op"
+            note = f"{note}; {cpu}" if note else cpu
         return (
             name,
             f"{rate:,.0f}/s",
@@ -680,6 +709,10 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     ]
     for lookahead, figure in results["lookahead"].items():
         rows.append(row(f"verify, wrong code, lookahead {lookahead}", figure))
+    for lookahead, figure in results["lookahead_core"].items():
+        rows.append(
+            row(f"core window search, lookahead {lookahead}", figure, "no DB, no HSM")
+        )
     for name in ("create", "verify"):
         for run in h["levels"][name]:
             rows.append(
@@ -740,10 +773,18 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     lookaheads = [int(k) for k in results["lookahead"]]
-    times = [results["lookahead"][str(k)]["p50_ms"] for k in lookaheads]
-    left.plot(lookaheads, times, marker="o")
+    for source, label, style in (
+        ("lookahead", "service layer, wall p50", "o-"),
+        ("lookahead", "service layer, CPU per op", "o:"),
+        ("lookahead_core", "protocol core alone, p50", "s--"),
+    ):
+        key = "cpu_ms_per_op" if "CPU" in label else "p50_ms"
+        times = [results[source][str(k)].get(key, float("nan")) for k in lookaheads]
+        left.plot(lookaheads, times, style, label=label)
+    left.legend(fontsize=8, loc="best")
+    left.set_xticks(list(LOOKAHEADS))
     left.set_xlabel("lookahead window (counter values)")
-    left.set_ylabel("wrong-code verification, p50 ms")
+    left.set_ylabel("wrong-code verification, ms")
     left.set_title("In process: cost of the whole window")
     left.set_ylim(bottom=0)
     left.grid(alpha=0.3)
@@ -812,7 +853,9 @@ def write_profiles(
 # --------------------------------------------------------------------------
 
 
-def run(plan: Plan, out_json: Path, *, profile: bool, keep: bool) -> dict[str, Any]:
+def run(
+    plan: Plan, out_json: Path, *, workers: int, profile: bool, keep: bool
+) -> dict[str, Any]:
     module = os.environ.get("PKCS11_MODULE") or "/usr/lib/softhsm/libsofthsm2.so"
     workdir = Path(tempfile.mkdtemp(prefix="powerauth-bench-"))
     started = time.monotonic()
@@ -871,10 +914,13 @@ def run(plan: Plan, out_json: Path, *, profile: bool, keep: bool) -> dict[str, A
             for n in LOOKAHEADS
         }
         inproc["verify_wrong_code"] = results["lookahead"][str(LOOKAHEAD)]
+        results["lookahead_core"] = {
+            str(n): bench_window_core(budget, fixed["wrong"], n) for n in LOOKAHEADS
+        }
         results["inprocess"] = inproc
 
         log("measuring over HTTP")
-        results["http"] = bench_http(env, plan, http_clients, workdir)
+        results["http"] = bench_http(env, plan, http_clients, workdir, workers)
         results["ratios"] = ratios(results)
         results["targets"] = targets(results)
 
@@ -887,6 +933,8 @@ def run(plan: Plan, out_json: Path, *, profile: bool, keep: bool) -> dict[str, A
                 product, fixed["v0"], operations, out_dir
             )
         results["elapsed_s"] = round(time.monotonic() - started, 1)
+        # Other work on the machine shows here: the figures are wall time.
+        results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
         png = out_json.with_suffix(".png")
         markdown = out_json.with_suffix(".md")
@@ -932,12 +980,26 @@ def main(argv: list[str] | None = None) -> int:
         help="also write pyinstrument profiles of create and verify beside the JSON",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="gunicorn workers (default: one per core)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary token and logs"
     )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
 
-    results = run(plan, args.json.resolve(), profile=args.profile, keep=args.keep)
+    results = run(
+        plan,
+        args.json.resolve(),
+        workers=args.workers,
+        profile=args.profile,
+        keep=args.keep,
+    )
     print(render_text(results))
     print(f"\nwritten: {', '.join(results['outputs'].values())}")
     log(f"done in {results['elapsed_s']} s")
