@@ -235,7 +235,12 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
         return render_template("bank/error.html", message=LOGIN_UNAVAILABLE), 503
     if outcome.result == "confirmed":
         if operation.kind == LOGIN:
+            # A fresh session for the logged-in user; a pilot console sign-in
+            # in the same browser survives.
+            console = session.get("console")
             session.clear()
+            if console is True:
+                session["console"] = True
             session["user"] = operation.user_id
             session["device"] = outcome.activation_id
         return None

@@ -112,11 +112,20 @@ def activate() -> tuple[str, int]:
     )
 
 
+def _form_text(name: str) -> str:
+    """A multi-line form field with the browser's CRLF line breaks made LF.
+
+    Browsers send every line break of a form field as CRLF; the QR payload
+    separates its lines with a single LF (SPEC 3.1).
+    """
+    return request.form.get(name, "").replace("\r\n", "\n").strip("\n")
+
+
 def _payload_text() -> str:
     upload = request.files.get("image")
     if upload is not None and upload.filename:
         return decode_qr_image(upload.read())
-    text = request.form.get("payload", "").replace("\r\n", "\n").strip("\n")
+    text = _form_text("payload")
     if not text:
         raise _InputError("Paste the QR text or choose an image of the QR code.")
     if len(text) > MAX_PAYLOAD_CHARS:
@@ -146,7 +155,7 @@ def scan() -> tuple[str, int]:
 
 @bp.post("/sign")
 def sign() -> tuple[str, int]:
-    text = request.form.get("payload", "")
+    text = _form_text("payload")
     activation_id = request.form.get("activation_id", "")
     pin = request.form.get("pin", "")
     simulator = device()
