@@ -14,9 +14,9 @@ import pytest
 # The page-test helpers live beside the Flask test-client tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "web"))
 
-from pages_testing import Clock, Served, enroll, make_app, unique  # noqa: E402
+from pages_testing import Clock, Served, enroll, make_app, unique
 
-from mtoken import Device  # noqa: E402
+from mtoken import Device
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
