@@ -93,6 +93,9 @@ def test_login_with_a_personalized_qr(
     assert payload.indicator == "1"
     assert payload.operation_data_text == "A2"
     assert "Log in as" in page and "Personalized QR code" in page
+    png = client.get(started.headers["Location"] + "/qr.png")
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.data)).convert("L"))
+    assert bytes(found[0].bytes).decode("utf-8") == qr_text(page)
     code = device.sign(qr_text(page), pin=PIN).code
     done = post(client, started.headers["Location"], {"code": code})
     assert done.status_code == 302 and done.headers["Location"].endswith("/account")
@@ -478,3 +481,16 @@ def test_page_settings_are_checked(tmp_path: Path, name: str, value: object) -> 
                 name: value,
             }
         )
+
+
+def test_unknown_pages_get_an_html_page_and_rest_keeps_json(
+    client: FlaskClient,
+) -> None:
+    page = client.get("/no/such/page")
+    assert page.status_code == 404
+    assert "There is nothing here." in page.get_data(as_text=True)
+    assert page.headers["Content-Security-Policy"]
+    rest = client.post("/rest/v3/application/list", json={"requestObject": {}})
+    assert rest.status_code == 200 and rest.get_json()["status"] == "OK"
+    wrong_method = client.get("/payment/new/cancel")
+    assert wrong_method.status_code in (404, 405)

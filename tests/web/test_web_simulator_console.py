@@ -241,3 +241,31 @@ def test_simulator_is_off_in_production(tmp_path: Path, clock: Clock) -> None:
     assert client.get("/simulator/").status_code == 404
     assert "Token simulator" not in client.get("/").get_data(as_text=True)
     app.extensions["powerauth.engine"].dispose()
+
+
+def test_activation_committed_from_the_console(app: Flask, client: FlaskClient) -> None:
+    user = unique("erin")
+    console(client)
+    code = create_activation(client, app, user)
+    data = {"activation_code": code, "pin": PIN, "pin_again": PIN}
+    page = post(client, "/simulator/activate", data).get_data(as_text=True)
+    assert "waiting for the bank" in page
+    activation_id = (
+        Device(StateStore(app.config["SIMULATOR_STATE_DIR"]))
+        .activations()[0]
+        .activation_id
+    )
+    listed = client.get("/console/").get_data(as_text=True)
+    assert "PENDING_COMMIT" in listed and ">Commit</button>" in listed
+
+    done = post(client, f"/console/activations/{activation_id}/commit")
+
+    assert f"Activation {activation_id}: commit done." in done.get_data(as_text=True)
+    assert activation_view(app, activation_id).status == "ACTIVE"
+
+
+def test_simulator_refuses_a_short_pin(app: Flask, client: FlaskClient) -> None:
+    console(client)
+    code = create_activation(client, app, unique("frank"))
+    page = simulator_activate(client, code, pin="12", pin_again="12")
+    assert "the PIN must be 4 to 64 characters" in page

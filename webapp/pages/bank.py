@@ -289,7 +289,7 @@ def _payment_device() -> str | None:
     user = _require_user()
     for activation in _devices(user):
         if activation.activation_id == device and activation.status == "ACTIVE":
-            return device
+            return activation.activation_id
     return None
 
 
