@@ -21,7 +21,9 @@ table and writes JSON, a Markdown table and a PNG chart, by default to
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -33,13 +35,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_common import Budget, measure
+from bench_common import Budget, Sample, combine, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "var" / "bench" / "bench.json"
@@ -80,20 +82,23 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class Plan:
-    """The size of a run."""
+    """The size of a run: ``budget`` is per figure and round."""
 
     name: str
     budget: Budget
+    rounds: int
     http_requests: int
     http_seconds: float
+    http_rounds: int
     clients: tuple[int, ...] = CLIENT_LEVELS
 
 
 PLANS = {
-    "full": Plan("full", Budget(4.0, 100_000, warmup=20), 20_000, 12.0),
-    "quick": Plan("quick", Budget(0.6, 5_000, warmup=5), 400, 1.2),
-    # For the smoke test: every figure, a handful of operations each.
-    "smoke": Plan("smoke", Budget(0.05, 8, warmup=1), 12, 0.5),
+    "full": Plan("full", Budget(0.8, 20_000, warmup=20), 5, 8_000, 4.0, 3),
+    "quick": Plan("quick", Budget(0.5, 5_000, warmup=5), 1, 400, 1.2, 1),
+    # For the smoke test: every figure and both kinds of rounds, a handful of
+    # operations each.
+    "smoke": Plan("smoke", Budget(0.05, 8, warmup=1), 2, 6, 0.5, 2),
 }
 
 
@@ -123,7 +128,7 @@ def init_token(directory: Path) -> Path:
     return conf
 
 
-def bench_environment(conf: Path, database: Path, module: str) -> dict[str, str]:
+def bench_environment(conf: Path, database_url: str, module: str) -> dict[str, str]:
     """The variables of the benchmark's own process and of gunicorn."""
     return {
         **os.environ,
@@ -131,7 +136,7 @@ def bench_environment(conf: Path, database: Path, module: str) -> dict[str, str]
         "PKCS11_MODULE": module,
         "PKCS11_TOKEN_LABEL": TOKEN_LABEL,
         "PKCS11_USER_PIN": USER_PIN,
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url,
         "SECRET_KEY": secrets.token_hex(32),
         "POWERAUTH_ENVIRONMENT": "development",
         "POWERAUTH_SIGNATURE_LOOKAHEAD": str(LOOKAHEAD),
@@ -395,16 +400,16 @@ def raw_bounds(
 
 def adapter_bounds(
     product: Product, budget: Budget, enrolled: Enrolled, message: bytes
-) -> dict[str, Any]:
+) -> dict[str, Sample]:
     hsm = product.hsm
     peer = enrolled.device.public_key
     return {
-        "sign": measure(lambda: hsm.sign(enrolled.key_label, message), budget),
-        "ecdh": measure(lambda: hsm.ecdh(enrolled.key_label, peer), budget),
+        "sign": sample(lambda: hsm.sign(enrolled.key_label, message), budget),
+        "ecdh": sample(lambda: hsm.ecdh(enrolled.key_label, peer), budget),
     }
 
 
-def software_bounds(budget: Budget, message: bytes) -> dict[str, Any]:
+def software_bounds(budget: Budget, message: bytes) -> dict[str, Sample]:
     """``cryptography`` (OpenSSL) with keys in memory: what the CPU allows."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -413,8 +418,8 @@ def software_bounds(budget: Budget, message: bytes) -> dict[str, Any]:
     peer = ec.generate_private_key(ec.SECP256R1()).public_key()
     algorithm = ec.ECDSA(hashes.SHA256())
     return {
-        "sign": measure(lambda: key.sign(message, algorithm), budget),
-        "ecdh": measure(lambda: key.exchange(ec.ECDH(), peer), budget),
+        "sign": sample(lambda: key.sign(message, algorithm), budget),
+        "ecdh": sample(lambda: key.exchange(ec.ECDH(), peer), budget),
     }
 
 
@@ -426,10 +431,8 @@ class BenchError(RuntimeError):
     """The product answered something the benchmark did not set it up for."""
 
 
-def bench_create(
-    product: Product, budget: Budget, enrolled: Enrolled
-) -> dict[str, Any]:
-    return measure(lambda: product.create(enrolled.activation_id), budget)
+def bench_create(product: Product, budget: Budget, enrolled: Enrolled) -> Sample:
+    return sample(lambda: product.create(enrolled.activation_id), budget)
 
 
 def bench_verify_right(
@@ -439,7 +442,7 @@ def bench_verify_right(
     *,
     ahead: int,
     biometry: bool = False,
-) -> dict[str, Any]:
+) -> Sample:
     """Right codes that match at offset ``ahead``; each is made outside the timer."""
     from powerauth.signature import SignatureType
 
@@ -462,7 +465,7 @@ def bench_verify_right(
         if not result.signature_valid or result.counter_offset != ahead:
             raise BenchError(f"a right code at offset {ahead} was not accepted there")
 
-    return measure(verify, budget, between=next_code)
+    return sample(verify, budget, between=next_code)
 
 
 WRONG_CODE = "12345678-87654321"
@@ -470,7 +473,7 @@ WRONG_CODE = "12345678-87654321"
 
 def bench_verify_wrong(
     product: Product, budget: Budget, enrolled: Enrolled, lookahead: int
-) -> dict[str, Any]:
+) -> Sample:
     """Wrong codes: every candidate of the window is computed (no early exit).
 
     Each wrong code is a failed attempt; outside the timer, a right code
@@ -500,12 +503,10 @@ def bench_verify_wrong(
         if result.signature_valid or str(result.activation_status) != "ACTIVE":
             raise BenchError("a wrong code was accepted or the activation is blocked")
 
-    return measure(verify, budget, between=upkeep)
+    return sample(verify, budget, between=upkeep)
 
 
-def bench_window_core(
-    budget: Budget, enrolled: Enrolled, lookahead: int
-) -> dict[str, Any]:
+def bench_window_core(budget: Budget, enrolled: Enrolled, lookahead: int) -> Sample:
     """The protocol core alone: a wrong code searched through the whole window."""
     from powerauth.errors import SignatureMismatchError
     from powerauth.signature import SignatureType, verify_offline_code
@@ -523,7 +524,7 @@ def bench_window_core(
             return
         raise BenchError("a wrong code matched in the protocol core")
 
-    return measure(search, budget)
+    return sample(search, budget)
 
 
 # --------------------------------------------------------------------------
@@ -574,21 +575,30 @@ def bench_http(
         signing = web.signing_worker_pids(server, CREATE_PATH)
         deriving = web.signing_worker_pids(server, VERIFY_PATH)
 
-        levels: dict[str, list[dict[str, Any]]] = {}
-        for name, factory in factories.items():
-            levels[name] = []
-            for count in plan.clients:
-                run = web.run_load(
-                    server,
-                    name,
-                    count,
-                    factory,
-                    max_requests=plan.http_requests,
-                    max_seconds=plan.http_seconds,
-                )
-                levels[name].append(run.as_dict())
+        runs: dict[tuple[str, int], list[web.LoadResult]] = collections.defaultdict(
+            list
+        )
+        for round_number in range(1, plan.http_rounds + 1):
+            log(f"HTTP round {round_number} of {plan.http_rounds}")
+            for name, factory in factories.items():
+                for count in plan.clients:
+                    runs[name, count].append(
+                        web.run_load(
+                            server,
+                            name,
+                            count,
+                            factory,
+                            max_requests=plan.http_requests,
+                            max_seconds=plan.http_seconds,
+                        )
+                    )
     finally:
         server.stop()
+
+    levels = {
+        name: [web.combine_loads(runs[name, count]) for count in plan.clients]
+        for name in factories
+    }
 
     best = {
         name: max(runs, key=lambda run: run["requests_per_s"])
@@ -854,14 +864,22 @@ def write_profiles(
 
 
 def run(
-    plan: Plan, out_json: Path, *, workers: int, profile: bool, keep: bool
+    plan: Plan,
+    out_json: Path,
+    *,
+    workers: int,
+    database_url: str | None,
+    profile: bool,
+    keep: bool,
 ) -> dict[str, Any]:
     module = os.environ.get("PKCS11_MODULE") or "/usr/lib/softhsm/libsofthsm2.so"
     workdir = Path(tempfile.mkdtemp(prefix="powerauth-bench-"))
     started = time.monotonic()
     try:
         conf = init_token(workdir)
-        env = bench_environment(conf, workdir / "bench.sqlite", module)
+        env = bench_environment(
+            conf, database_url or f"sqlite:///{workdir / 'bench.sqlite'}", module
+        )
         # This process's adapter reads the same settings (SoftHSM reads
         # SOFTHSM2_CONF at C_Initialize, which has not happened yet).
         os.environ.update(env)
@@ -871,13 +889,17 @@ def run(
             "settings": {
                 "lookahead": LOOKAHEAD,
                 "component_length": 8,
-                "database": "SQLite file (BEGIN IMMEDIATE per transaction)",
+                "database": "PostgreSQL (given by --database-url)"
+                if database_url
+                else "SQLite file in the run's temporary folder",
                 "token": f"SoftHSM token {TOKEN_LABEL!r}, file object store",
-                "budget_per_figure": dataclasses.asdict(plan.budget),
-                "http_bounds": {
+                "budget_per_figure_and_round": dataclasses.asdict(plan.budget),
+                "rounds": plan.rounds,
+                "http_bounds_per_run": {
                     "max_requests": plan.http_requests,
                     "max_seconds": plan.http_seconds,
                 },
+                "http_rounds": plan.http_rounds,
             },
         }
 
@@ -889,35 +911,62 @@ def run(
         http_clients = [product.enroll() for _ in range(max(plan.clients))]
         message = signed_message()
         budget = plan.budget
-        log(f"set up in {time.monotonic() - started:.1f} s; measuring bounds")
+        log(f"set up in {time.monotonic() - started:.1f} s")
 
-        results["bounds"] = {
-            "pkcs11_raw": raw_bounds(env, budget, fixed["create"], message),
-            "adapter": adapter_bounds(product, budget, fixed["create"], message),
-            "software": software_bounds(budget, message),
-        }
-        log("measuring the product in process")
-        inproc = {
-            "create": bench_create(product, budget, fixed["create"]),
-            "verify_offset_0": bench_verify_right(
+        figures: dict[str, Callable[[], Sample]] = {
+            "create": lambda: bench_create(product, budget, fixed["create"]),
+            "verify_offset_0": lambda: bench_verify_right(
                 product, budget, fixed["v0"], ahead=0
             ),
-            "verify_offset_19": bench_verify_right(
+            "verify_offset_19": lambda: bench_verify_right(
                 product, budget, fixed["v19"], ahead=WORST_OFFSET
             ),
-            "verify_offset_19_biometry": bench_verify_right(
+            "verify_offset_19_biometry": lambda: bench_verify_right(
                 product, budget, fixed["bio"], ahead=WORST_OFFSET, biometry=True
             ),
         }
-        results["lookahead"] = {
-            str(n): bench_verify_wrong(product, budget, fixed["wrong"], n)
-            for n in LOOKAHEADS
+        for n in LOOKAHEADS:
+            figures[f"lookahead.{n}"] = functools.partial(
+                bench_verify_wrong, product, budget, fixed["wrong"], n
+            )
+            figures[f"lookahead_core.{n}"] = functools.partial(
+                bench_window_core, budget, fixed["wrong"], n
+            )
+
+        samples: dict[str, list[Sample]] = collections.defaultdict(list)
+        for round_number in range(1, plan.rounds + 1):
+            log(f"round {round_number} of {plan.rounds}: bounds and product in process")
+            raw = raw_bounds(env, budget, fixed["create"], message)
+            results["bounds_library"] = raw["library"]
+            results["settings"]["sign_mechanism"] = raw["sign_mechanism"]
+            for source, taken in (
+                ("pkcs11_raw", raw),
+                ("adapter", adapter_bounds(product, budget, fixed["create"], message)),
+                ("software", software_bounds(budget, message)),
+            ):
+                for operation in ("sign", "ecdh"):
+                    samples[f"{source}.{operation}"].append(taken[operation])
+            for name, figure in figures.items():
+                samples[name].append(figure())
+
+        combined = {name: combine(taken) for name, taken in samples.items()}
+        results["bounds"] = {
+            source: {op: combined[f"{source}.{op}"] for op in ("sign", "ecdh")}
+            for source in ("pkcs11_raw", "adapter", "software")
         }
-        inproc["verify_wrong_code"] = results["lookahead"][str(LOOKAHEAD)]
-        results["lookahead_core"] = {
-            str(n): bench_window_core(budget, fixed["wrong"], n) for n in LOOKAHEADS
+        results["bounds"]["pkcs11_raw"]["library"] = results.pop("bounds_library")
+        results["inprocess"] = {
+            name: combined[name]
+            for name in (
+                "create",
+                "verify_offset_0",
+                "verify_offset_19",
+                "verify_offset_19_biometry",
+            )
         }
-        results["inprocess"] = inproc
+        for group in ("lookahead", "lookahead_core"):
+            results[group] = {str(n): combined[f"{group}.{n}"] for n in LOOKAHEADS}
+        results["inprocess"]["verify_wrong_code"] = results["lookahead"][str(LOOKAHEAD)]
 
         log("measuring over HTTP")
         results["http"] = bench_http(env, plan, http_clients, workdir, workers)
@@ -986,6 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
         help="gunicorn workers (default: one per core)",
     )
     parser.add_argument(
+        "--database-url",
+        help="an empty PostgreSQL database to use instead of a new SQLite file "
+        "(postgresql+psycopg://...)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary token and logs"
     )
     args = parser.parse_args(argv)
@@ -997,6 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
         plan,
         args.json.resolve(),
         workers=args.workers,
+        database_url=args.database_url,
         profile=args.profile,
         keep=args.keep,
     )

@@ -2,17 +2,26 @@
 
 Every measurement times each operation on its own with ``perf_counter_ns``,
 so upkeep done between two operations (resetting a failure counter, for
-example) is left out of the figures. A run stops at whichever bound comes
+example) is left out of the figures. A sample stops at whichever bound comes
 first: a number of operations or a time budget.
+
+A figure is made of several samples taken in rounds, each round measuring
+every figure once, so that a burst of other work on the machine lands on one
+round of each figure rather than on all of one figure: the rate is the median
+of the rounds' rates, the percentiles are over all operations of all rounds.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+# The duration of each operation of a sample (ns) and the CPU time they took.
+Sample = tuple[list[int], int]
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,12 @@ def summarize(durations_ns: Sequence[int], cpu_ns: int | None = None) -> dict[st
     return figure
 
 
-def measure(
+def sample(
     operation: Callable[[], object],
     budget: Budget,
     *,
     between: Callable[[], object] | None = None,
-) -> dict[str, Any]:
+) -> Sample:
     """Run ``operation`` until the budget is spent; untimed ``between()`` before each.
 
     ``between`` does upkeep that must not count (it runs outside the timer),
@@ -86,4 +95,25 @@ def measure(
         cpu += cpu_clock() - cpu_start
         durations.append(elapsed)
         spent += elapsed
-    return summarize(durations, cpu)
+    return durations, cpu
+
+
+def measure(
+    operation: Callable[[], object],
+    budget: Budget,
+    *,
+    between: Callable[[], object] | None = None,
+) -> dict[str, Any]:
+    """One sample, summarized."""
+    return summarize(*sample(operation, budget, between=between))
+
+
+def combine(samples: Sequence[Sample]) -> dict[str, Any]:
+    """One figure from the samples of several rounds (see the module's docstring)."""
+    pooled = [d for durations, _ in samples for d in durations]
+    figure = summarize(pooled, sum(cpu for _, cpu in samples))
+    rates = [len(d) / (sum(d) / 1e9) for d, _ in samples if d and sum(d)]
+    if rates:
+        figure["ops_per_s"] = round(statistics.median(rates), 1)
+        figure["ops_per_s_rounds"] = [round(rate, 1) for rate in rates]
+    return figure

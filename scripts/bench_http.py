@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -279,3 +280,30 @@ def expect_valid_signature(response: httpx.Response) -> str | None:
     if response.json()["responseObject"].get("signatureValid") is not True:
         return "signatureValid is not true"
     return None
+
+
+def combine_loads(runs: list[LoadResult]) -> dict[str, Any]:
+    """One client count over several rounds.
+
+    The rate is the median of the rounds' rates; latencies are pooled for the
+    percentiles; requests, errors and CPU add up.
+    """
+    pooled = LoadResult(
+        endpoint=runs[0].endpoint,
+        clients=runs[0].clients,
+        requests=sum(run.requests for run in runs),
+        errors=sum(run.errors for run in runs),
+        wall_s=sum(run.wall_s for run in runs),
+        latencies_ms=[ms for run in runs for ms in run.latencies_ms],
+        error_samples=sorted({e for run in runs for e in run.error_samples})[:5],
+        client_cpu_s=sum(run.client_cpu_s for run in runs),
+        server_cpu_s=None
+        if any(run.server_cpu_s is None for run in runs)
+        else sum(run.server_cpu_s or 0.0 for run in runs),
+    )
+    figure = pooled.as_dict()
+    rates = [run.requests / run.wall_s for run in runs if run.wall_s]
+    if rates:
+        figure["requests_per_s"] = round(statistics.median(rates), 1)
+        figure["requests_per_s_rounds"] = [round(rate, 1) for rate in rates]
+    return figure

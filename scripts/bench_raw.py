@@ -12,7 +12,8 @@ Usage (settings from PKCS11_MODULE, PKCS11_TOKEN_LABEL, PKCS11_USER_PIN)::
     python scripts/bench_raw.py --key-label L --peer HEX --message HEX \
         --seconds 1 --max-ops 5000
 
-Prints one JSON object: ``sign`` and ``ecdh`` (ops/s, p50, p99) and ``library``.
+Prints one JSON object: ``sign`` and ``ecdh`` (each a sample: the duration of
+every operation in ns and their CPU time), ``sign_mechanism`` and ``library``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import sys
 
 import pkcs11
-from bench_common import Budget, measure
+from bench_common import Budget, sample
 from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
 
 
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 secret.destroy()
 
         result = {
-            "sign": measure(sign, budget),
-            "ecdh": measure(ecdh, budget),
+            "sign": sample(sign, budget),
+            "ecdh": sample(ecdh, budget),
             "sign_mechanism": sign_mechanism,
             "library": f"{lib.manufacturer_id} {lib.library_description} "
             + ".".join(map(str, lib.library_version)),
