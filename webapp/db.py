@@ -47,7 +47,7 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
+    if backend in ("postgresql", "postgres"):
         return _forget_after_fork(_postgresql_engine(parsed))
     if backend != "sqlite":
         raise ValueError(

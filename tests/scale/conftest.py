@@ -8,7 +8,6 @@ instead, because CI must run them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +16,7 @@ from flask import Flask
 from scale_testing import make_app
 
 from mtoken import FlaskClientTransport
-from tests.pg_cluster import ClusterUnavailableError, PostgresCluster
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+from tests.pg_cluster import ClusterUnavailableError, PostgresCluster, in_ci
 
 
 @pytest.fixture(scope="session")

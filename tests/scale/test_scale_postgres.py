@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mtoken import FlaskClientTransport
+from tests.pg_cluster import ClusterUnavailableError, find_bin_dir, in_ci
 from webapp import services
 from webapp.db import make_engine, new_session
 from webapp.extensions import get_hsm, get_settings
@@ -218,9 +219,30 @@ def test_transactions_are_read_committed_whatever_the_server_default(
 
 
 def test_database_url_forms() -> None:
-    bare = make_engine("postgresql://user@127.0.0.1:5432/powerauth")
-    assert (bare.dialect.name, bare.dialect.driver) == ("postgresql", "psycopg")
-    bare.dispose()
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        engine = make_engine(f"{scheme}://user@127.0.0.1:5432/powerauth")
+        assert (engine.dialect.name, engine.dialect.driver) == (
+            "postgresql",
+            "psycopg",
+        )
+        engine.dispose()
 
     with pytest.raises(ValueError, match="DATABASE_URL: the mysql backend"):
         make_engine("mysql://user@127.0.0.1/powerauth")
+
+
+def test_a_missing_server_is_named_in_the_reason(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "*" / "bin")
+    with pytest.raises(ClusterUnavailableError, match="no PostgreSQL server binaries"):
+        find_bin_dir(pattern)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("1", True), ("", False), ("false", False), ("0", False)],
+)
+def test_ci_is_recognized(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("CI", value)
+    assert in_ci() is expected
