@@ -494,3 +494,30 @@ def test_unknown_pages_get_an_html_page_and_rest_keeps_json(
     assert rest.status_code == 200 and rest.get_json()["status"] == "OK"
     wrong_method = client.get("/payment/new/cancel")
     assert wrong_method.status_code in (404, 405)
+
+
+def test_removed_device_is_reported_as_no_longer_active(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    from webapp import services
+    from webapp.extensions import get_hsm, get_settings
+
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    with app.app_context():
+        session = new_session()
+        services.remove_activation(
+            session,
+            get_hsm(),
+            get_settings(),
+            activation_id=device.activations()[0].activation_id,
+            actor="test",
+        )
+        session.close()
+
+    typed = post(logged_in, url, {"code": code})
+    again = post(logged_in, "/payment/new", payment_form(clock))
+
+    for response in (typed, again):
+        assert response.status_code == 403
+        assert "no longer active" in response.get_data(as_text=True)

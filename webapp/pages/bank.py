@@ -253,7 +253,7 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
             status=400,
         )
     if outcome.result == "blocked":
-        return render_template("bank/blocked.html"), 403
+        return render_template("bank/blocked.html", status=outcome.status), 403
     return render_template(
         "bank/unavailable.html", reason=outcome.result, kind=operation.kind
     ), 400
@@ -283,14 +283,14 @@ def account() -> BaseResponse | str:
     return render_template("bank/account.html", user=user, payments=payments)
 
 
-def _payment_device() -> str | None:
-    """The device that logged in, if it is still ACTIVE."""
+def _payment_device() -> tuple[str | None, str]:
+    """The device that logged in and its status (REMOVED when it is gone)."""
     device = session.get("device")
     user = _require_user()
     for activation in _devices(user):
-        if activation.activation_id == device and activation.status == "ACTIVE":
-            return activation.activation_id
-    return None
+        if activation.activation_id == device:
+            return activation.activation_id, activation.status
+    return None, "REMOVED"
 
 
 @bp.get("/payment/new")
@@ -320,9 +320,9 @@ def payment_create() -> BaseResponse | tuple[str, int]:
             "bank/payment_form.html", form=form, error=exc.message, field=exc.field
         ), 400
     try:
-        device = _payment_device()
-        if device is None:
-            return render_template("bank/blocked.html"), 403
+        device, status = _payment_device()
+        if device is None or status != "ACTIVE":
+            return render_template("bank/blocked.html", status=status), 403
         amount = f"{order.amount:,.2f} {order.currency}"
         operation = operations.start_operation(
             get_session(),

@@ -261,6 +261,8 @@ class Outcome:
     result: str
     attempts_left: int = 0
     activation_id: str | None = None
+    # The activation's status when the server refused it (``blocked``).
+    status: str | None = None
 
 
 def _take_attempt(session: Session, operation_id: str, now: datetime) -> bool:
@@ -359,7 +361,9 @@ def confirm(
 
     if verification is not None and verification.status != "ACTIVE":
         _finish(session, operation.id, BankOperationStatus.FAILED, now)
-        return Outcome("blocked", activation_id=activation_id)
+        return Outcome(
+            "blocked", activation_id=activation_id, status=verification.status
+        )
     if verification is not None and verification.remaining_attempts is not None:
         left = min(left, verification.remaining_attempts)
     if left <= 0:
