@@ -9,8 +9,9 @@ Four client processes (multiprocessing) released by one barrier send:
    server's public key (``cryptography``).
 
 It runs twice: workers that import the app after the fork (no ``--preload``),
-and ``--preload`` with a master that has logged in to the token before it
-forks (``scale_wsgi``). Either way each worker initializes PKCS#11 itself.
+and ``--preload`` with a master that has logged in to the token and opened a
+database connection before it forks (``scale_wsgi``). Either way each worker
+initializes PKCS#11 and opens connections itself.
 What each phase observed is printed and appended to ``var/scale/``.
 """
 
@@ -234,8 +235,12 @@ def activation_row(database: Engine, activation_id: str) -> dict[str, Any]:
     }
 
 
-def worker_connections(database: Engine) -> int:
-    """Connections to this database other than our own: the workers' pools."""
+def server_connections(database: Engine) -> int:
+    """Connections to this database other than our own.
+
+    The pools of the workers that served a request, plus the master's idle
+    one in the ``--preload`` run.
+    """
     with database.connect() as connection:
         count = connection.execute(
             text(
@@ -325,7 +330,7 @@ def test_four_workers_four_clients(
             "verified": verified,
             "distinct_nonces": len(nonces),
             "workers_booted": len(server.worker_pids()),
-            "worker_db_connections": worker_connections(database),
+            "server_db_connections": server_connections(database),
         },
     )
     assert verified == len(created) == 5 * CLIENTS
