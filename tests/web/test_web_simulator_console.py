@@ -269,3 +269,57 @@ def test_simulator_refuses_a_short_pin(app: Flask, client: FlaskClient) -> None:
     code = create_activation(client, app, unique("frank"))
     page = simulator_activate(client, code, pin="12", pin_again="12")
     assert "the PIN must be 4 to 64 characters" in page
+
+
+def test_simulator_with_two_devices_signs_a_master_key_qr(
+    app: Flask, client: FlaskClient
+) -> None:
+    user = unique("gina")
+    console(client)
+    for name in ("Phone", "Tablet"):
+        code = create_activation(client, app, user)
+        assert "stored (ACTIVE)" in simulator_activate(client, code, name=name)
+    tablet = next(
+        s
+        for s in Device(StateStore(app.config["SIMULATOR_STATE_DIR"])).activations()
+        if s.activation_name == "Tablet"
+    )
+    started = post(client, "/login", {"username": user})
+    url = started.headers["Location"]
+    text = qr_text(client.get(url).get_data(as_text=True))
+    assert "scan-device" in client.get("/simulator/").get_data(as_text=True)
+
+    unnamed = post(client, "/simulator/scan", {"payload": text})
+    assert unnamed.status_code == 400
+    assert "activations are stored" in unnamed.get_data(as_text=True)
+    named = post(
+        client,
+        "/simulator/scan",
+        {"payload": text, "activation_id": tablet.activation_id},
+    )
+    assert named.status_code == 200
+    signed = post(
+        client,
+        "/simulator/sign",
+        {"payload": text, "pin": PIN, "activation_id": tablet.activation_id},
+    ).get_data(as_text=True)
+    code = re.search(r'id="code"[^>]*>(.*?)</p>', signed)
+    assert code
+    done = post(client, url, {"code": code.group(1), "device": tablet.activation_id})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/account")
+
+
+def test_simulator_uses_rest_basic_auth_in_process(
+    tmp_path: Path, clock: Clock
+) -> None:
+    app = make_app(
+        tmp_path,
+        clock,
+        REST_BASIC_AUTH=True,
+        REST_BASIC_AUTH_USERS={"integration": "s3cret-pass"},
+    )
+    client = app.test_client()
+    console(client)
+    code = create_activation(client, app, unique("hank"))
+    assert "stored (ACTIVE)" in simulator_activate(client, code)
+    app.extensions["powerauth.engine"].dispose()

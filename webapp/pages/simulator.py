@@ -8,6 +8,8 @@ web server, which a real phone would never allow.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,19 @@ def device() -> Device:
     return Device(StateStore(state_dir()))
 
 
-def transport() -> Transport:
+@contextmanager
+def transport() -> Iterator[Transport]:
     """The server the simulated phone talks to: this app, or API_URL."""
+    chosen = _make_transport()
+    try:
+        yield chosen
+    finally:
+        close = getattr(chosen, "close", None)
+        if close is not None:
+            close()
+
+
+def _make_transport() -> Transport:
     url = current_app.config.get("API_URL") or ""
     user = current_app.config.get("API_USER") or ""
     password = current_app.config.get("API_PASSWORD") or ""
@@ -94,15 +107,16 @@ def activate() -> tuple[str, int]:
     if pin != request.form.get("pin_again", ""):
         return _page(400, error="The two PINs differ.")
     try:
-        result = device().activate(
-            transport(),
-            code,
-            pin,
-            signature_b64=signature,
-            name=name,
-            commit=commit,
-            application_id=current_app.config["BANK_APPLICATION_ID"],
-        )
+        with transport() as server:
+            result = device().activate(
+                server,
+                code,
+                pin,
+                signature_b64=signature,
+                name=name,
+                commit=commit,
+                application_id=current_app.config["BANK_APPLICATION_ID"],
+            )
     except MTokenError as exc:
         return _page(400, error=str(exc))
     state = "ACTIVE" if result.committed else "waiting for the bank's commit"
@@ -139,9 +153,11 @@ class _InputError(Exception):
 
 @bp.post("/scan")
 def scan() -> tuple[str, int]:
+    # A non-personalized QR fits every stored activation: the form names one.
+    chosen = request.form.get("activation_id", "") or None
     try:
         text = _payload_text()
-        verified = device().scan(text)
+        verified = device().scan(text, chosen)
     except (MTokenError, _InputError) as exc:
         return _page(400, error=str(exc))
     return render_template(
@@ -184,7 +200,8 @@ def sign() -> tuple[str, int]:
 @bp.post("/<activation_id>/refresh")
 def refresh(activation_id: str) -> tuple[str, int]:
     try:
-        state = device().refresh_status(transport(), activation_id)
+        with transport() as server:
+            state = device().refresh_status(server, activation_id)
     except MTokenError as exc:
         return _page(400, error=str(exc))
     return _page(notice=f"Activation {state.activation_id} is {state.status}.")
