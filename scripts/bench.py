@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench_http as web
 from bench_common import Budget, Sample, combine, sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,8 @@ SO_PIN = "12345678"
 LOOKAHEAD = 20
 LOOKAHEADS = (1, 20, 64)
 CLIENT_LEVELS = (1, 2, 4, 8, 16)
+# Clients during the py-spy profile of the workers (--profile).
+PROFILE_CLIENTS = 4
 WORST_OFFSET = LOOKAHEAD - 1
 # Wrong codes each count as a failed attempt (SPEC 6.2); activations made for
 # the benchmark allow 64, and a right code resets the count every RESET_EVERY.
@@ -537,9 +540,9 @@ def bench_http(
     clients: list[Enrolled],
     log_dir: Path,
     workers: int,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """gunicorn, one sync worker per core; create and verify at each client count."""
-    import bench_http as web
 
     def create_request(i: int) -> tuple[str, dict[str, Any], web.Check]:
         body = {"activationId": clients[i].activation_id, "data": PAYLOAD_DATA}
@@ -592,6 +595,18 @@ def bench_http(
                             max_seconds=plan.http_seconds,
                         )
                     )
+        profiles = {}
+        if profile_dir is not None:
+            for name, factory in factories.items():
+                log(f"profiling the workers under HTTP {name} with py-spy")
+                profiles[name] = web.profile_workers(
+                    server,
+                    name,
+                    PROFILE_CLIENTS,
+                    factory,
+                    seconds=max(3.0, plan.http_seconds),
+                    out_dir=profile_dir,
+                )
     finally:
         server.stop()
 
@@ -613,6 +628,7 @@ def bench_http(
         "create": best["create"],
         "verify": best["verify"],
         "levels": levels,
+        **({"worker_profiles": profiles} if profiles else {}),
     }
 
 
@@ -729,7 +745,13 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 row(
                     f"HTTP {name}, {run['clients']} clients",
                     run,
-                    f"{run['requests']} req, {run['errors']} errors",
+                    f"{run['requests']} req, {run['errors']} errors, in worker "
+                    f"p50 {run['server_p50_ms']} p99 {run['server_p99_ms']} ms"
+                    + (
+                        f", CPU pressure {run['cpu_pressure']}"
+                        if run.get("cpu_pressure") is not None
+                        else ""
+                    ),
                 )
             )
     return rows  # type: ignore[return-value]
@@ -755,7 +777,25 @@ def render_text(results: dict[str, Any]) -> str:
         lines.append(
             f"target {name:26} {target['target']:>8}  {target['measured']}  {verdict}"
         )
+    for name, profile in results["http"].get("worker_profiles", {}).items():
+        lines += ["", f"where the workers' time goes, HTTP {name}, 4 clients (py-spy):"]
+        for category, share in profile["where_the_workers_time_goes"].items():
+            lines.append(f"  {share * 100:5.1f}%  {category}")
+    lines += ["", "machine: " + machine_line(results["machine"])]
     return "\n".join(lines)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    pressure = machine.get("cpu_pressure_inprocess")
+    return (
+        f"{machine['nproc']} cores ({machine['cpu_model']}), SoftHSM "
+        f"{machine['softhsm']}, Python {machine['python']}, SQLite "
+        f"{machine['sqlite']}, gunicorn {machine['gunicorn']}; load average "
+        f"{machine['loadavg_at_start'][0]} at start, "
+        f"{machine.get('loadavg_at_end', ['?'])[0]} at end"
+        + (f"; CPU pressure in process {pressure}" if pressure is not None else "")
+        + f"; commit {machine['commit']}"
+    )
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -771,6 +811,20 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |"
         )
+    for name, profile in results["http"].get("worker_profiles", {}).items():
+        lines += [
+            "",
+            f"Where the workers' time goes, HTTP {name}, "
+            f"{profile['clients']} clients (py-spy, idle included):",
+            "",
+            "| share | category |",
+            "| ---: | --- |",
+        ]
+        lines += [
+            f"| {share * 100:.1f}% | {category} |"
+            for category, share in profile["where_the_workers_time_goes"].items()
+        ]
+    lines += ["", "Machine: " + machine_line(results["machine"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -933,6 +987,8 @@ def run(
                 bench_window_core, budget, fixed["wrong"], n
             )
 
+        pressure_before = web.cpu_pressure_us()
+        phase_started = time.monotonic()
         samples: dict[str, list[Sample]] = collections.defaultdict(list)
         for round_number in range(1, plan.rounds + 1):
             log(f"round {round_number} of {plan.rounds}: bounds and product in process")
@@ -949,6 +1005,16 @@ def run(
             for name, figure in figures.items():
                 samples[name].append(figure())
 
+        pressure_after = web.cpu_pressure_us()
+        if pressure_before is not None and pressure_after is not None:
+            # Share of the in-process phase during which some task waited for
+            # a core: other work on the machine competed with the figures.
+            results["machine"]["cpu_pressure_inprocess"] = round(
+                (pressure_after - pressure_before)
+                / 1e6
+                / (time.monotonic() - phase_started),
+                2,
+            )
         combined = {name: combine(taken) for name, taken in samples.items()}
         results["bounds"] = {
             source: {op: combined[f"{source}.{op}"] for op in ("sign", "ecdh")}
@@ -969,12 +1035,19 @@ def run(
         results["inprocess"]["verify_wrong_code"] = results["lookahead"][str(LOOKAHEAD)]
 
         log("measuring over HTTP")
-        results["http"] = bench_http(env, plan, http_clients, workdir, workers)
+        out_dir = out_json.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results["http"] = bench_http(
+            env,
+            plan,
+            http_clients,
+            workdir,
+            workers,
+            profile_dir=out_dir if profile else None,
+        )
         results["ratios"] = ratios(results)
         results["targets"] = targets(results)
 
-        out_dir = out_json.parent
-        out_dir.mkdir(parents=True, exist_ok=True)
         if profile:
             log("profiling create and verify in process")
             operations = max(20, min(2000, int(budget.seconds * 300)))

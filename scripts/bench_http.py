@@ -86,11 +86,13 @@ def start_server(
         "--bind",
         f"127.0.0.1:{port}",
         "--preload",
-        # The worker's pid in every access line shows which workers signed.
+        # Each access line: the worker's pid (which workers signed), the
+        # status, the path, and the time the worker spent on the request in
+        # µs (the rest of a client's latency is queueing and the network).
         "--access-logfile",
         str(access_log),
         "--access-logformat",
-        "%(p)s %(s)s %(U)s",
+        "%(p)s %(s)s %(U)s %(D)s",
         "--error-logfile",
         str(error_log),
         "webapp:create_app()",
@@ -118,9 +120,41 @@ def signing_worker_pids(server: Server, path: str) -> set[str]:
     pids = set()
     for line in server.access_log.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[1] == "200" and parts[2] == path:
+        if len(parts) == 4 and parts[1] == "200" and parts[2] == path:
             pids.add(parts[0])
     return pids
+
+
+def cpu_pressure_us() -> int | None:
+    """Total µs some task waited for a CPU (Linux PSI), or None without PSI.
+
+    Its growth over a run, divided by the run's wall time, says how much of
+    that run the machine had more runnable tasks than cores (other work on
+    a shared machine included).
+    """
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some "):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
+def _server_times_ms(server: Server, start: int) -> list[float]:
+    """The worker time of each request logged since byte ``start`` of the log."""
+    # gunicorn writes an access line after the response; give the last ones
+    # a moment to reach the file.
+    time.sleep(0.2)
+    with server.access_log.open("rb") as log:
+        log.seek(start)
+        text = log.read().decode("utf-8", "replace")
+    times = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3].isdigit():
+            times.append(int(parts[3]) / 1000)
+    return times
 
 
 def _cpu_seconds(pids: list[int]) -> float | None:
@@ -149,6 +183,8 @@ class LoadResult:
     error_samples: list[str]
     client_cpu_s: float
     server_cpu_s: float | None
+    cpu_pressure_s: float | None = None
+    server_ms: list[float] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +199,9 @@ class LoadResult:
             "p50_ms": round(percentile(self.latencies_ms, 0.50), 3),
             "p99_ms": round(percentile(self.latencies_ms, 0.99), 3),
             "max_ms": round(max(self.latencies_ms, default=float("nan")), 3),
+            # Time inside a worker, from the access log.
+            "server_p50_ms": round(percentile(self.server_ms, 0.50), 3),
+            "server_p99_ms": round(percentile(self.server_ms, 0.99), 3),
             # Cores busy on average: the load generator (this process, all
             # threads) and the gunicorn workers.
             "client_cores": round(self.client_cpu_s / self.wall_s, 2)
@@ -170,6 +209,10 @@ class LoadResult:
             else None,
             "server_cores": round(self.server_cpu_s / self.wall_s, 2)
             if self.wall_s and self.server_cpu_s is not None
+            else None,
+            # Share of the run during which some task waited for a core.
+            "cpu_pressure": round(self.cpu_pressure_s / self.wall_s, 2)
+            if self.wall_s and self.cpu_pressure_s is not None
             else None,
             "error_samples": self.error_samples,
         }
@@ -237,13 +280,21 @@ def run_load(
     for thread in threads:
         thread.start()
     workers = server.worker_pids()
+    log_start = server.access_log.stat().st_size
     server_cpu_before = _cpu_seconds(workers)
+    pressure_before = cpu_pressure_us()
     cpu_before = time.process_time()
     start_gate.wait()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
     client_cpu = time.process_time() - cpu_before
+    pressure_after = cpu_pressure_us()
+    pressure = (
+        (pressure_after - pressure_before) / 1e6
+        if pressure_before is not None and pressure_after is not None
+        else None
+    )
     server_cpu_after = _cpu_seconds(workers)
     server_cpu = (
         server_cpu_after - server_cpu_before
@@ -260,6 +311,8 @@ def run_load(
         error_samples=sorted(set(errors))[:5],
         client_cpu_s=client_cpu,
         server_cpu_s=server_cpu,
+        cpu_pressure_s=pressure,
+        server_ms=_server_times_ms(server, log_start),
     )
 
 
@@ -300,6 +353,10 @@ def combine_loads(runs: list[LoadResult]) -> dict[str, Any]:
         server_cpu_s=None
         if any(run.server_cpu_s is None for run in runs)
         else sum(run.server_cpu_s or 0.0 for run in runs),
+        cpu_pressure_s=None
+        if any(run.cpu_pressure_s is None for run in runs)
+        else sum(run.cpu_pressure_s or 0.0 for run in runs),
+        server_ms=[ms for run in runs for ms in run.server_ms],
     )
     figure = pooled.as_dict()
     rates = [run.requests / run.wall_s for run in runs if run.wall_s]
@@ -307,3 +364,96 @@ def combine_loads(runs: list[LoadResult]) -> dict[str, Any]:
         figure["requests_per_s"] = round(statistics.median(rates), 1)
         figure["requests_per_s_rounds"] = [round(rate, 1) for rate in rates]
     return figure
+
+
+# Where a worker's time goes, from py-spy stacks: the first category whose
+# marker is in a stack takes the sample. Idle and lock-wait come first, so that
+# time spent waiting is not counted as work of the frames above it.
+PROFILE_CATEGORIES = (
+    ("idle: waiting for a connection", ("SyncWorker.wait ",)),
+    ("closing the connection", ("close_graceful",)),
+    ("SQLite write lock wait (BEGIN IMMEDIATE)", ("_on_begin ",)),
+    ("database commit", ("do_commit ",)),
+    ("token: ECDH or sign (hsm adapter)", ("hsm/adapter.py",)),
+    ("offline code window (protocol core)", ("verify_offline_code ",)),
+    ("database: ORM, queries, flush", ("sqlalchemy/",)),
+    ("Flask, request, JSON, services", ("flask/", "werkzeug/", "webapp/")),
+)
+
+
+def categorize_stacks(collapsed: str) -> dict[str, float]:
+    """Shares of samples per category, from py-spy's raw (collapsed) output."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, number = line.rstrip().rpartition(" ")
+        if not number.isdigit():
+            continue
+        count = int(number)
+        total += count
+        name = next(
+            (
+                name
+                for name, markers in PROFILE_CATEGORIES
+                if any(marker in stack for marker in markers)
+            ),
+            "other",
+        )
+        counts[name] = counts.get(name, 0) + count
+    return {
+        name: round(count / total, 3)
+        for name, count in sorted(counts.items(), key=lambda item: -item[1])
+    }
+
+
+def profile_workers(
+    server: Server,
+    endpoint: str,
+    clients: int,
+    make_request: RequestFactory,
+    *,
+    seconds: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Sample every worker with py-spy (idle time included) during one load run."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return {"error": f"py-spy is not installed at {spy}"}
+    pids = server.worker_pids()
+    outputs = [out_dir / f"py-spy-{endpoint}-{pid}.txt" for pid in pids]
+    recorders = [
+        subprocess.Popen(
+            [
+                str(spy), "record", "--idle", "--nonblocking", "--rate", "250",
+                "--format", "raw", "--duration", str(int(seconds) + 2),
+                "--pid", str(pid), "--output", str(output),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for pid, output in zip(pids, outputs, strict=True)
+    ]  # fmt: skip
+    time.sleep(1.0)
+    run = run_load(
+        server,
+        endpoint,
+        clients,
+        make_request,
+        max_requests=1_000_000,
+        max_seconds=seconds,
+    )
+    problems = []
+    for recorder in recorders:
+        _, stderr = recorder.communicate(timeout=60)
+        if recorder.returncode != 0:
+            problems.append(stderr.decode(errors="replace").strip()[-300:])
+    collapsed = "\n".join(path.read_text() for path in outputs if path.exists())
+    result: dict[str, Any] = {
+        "clients": clients,
+        "run": run.as_dict(),
+        "where_the_workers_time_goes": categorize_stacks(collapsed),
+        "stacks": [str(path) for path in outputs],
+    }
+    if problems:
+        result["py_spy_errors"] = problems
+    return result
