@@ -62,6 +62,10 @@ def test_login_and_payment_flow(
     page.screenshot(path=shots / "03-account-empty.png", full_page=True)
     start_payment(page, clock, shots)
     page.screenshot(path=shots / "05-payment-qr.png", full_page=True)
+    # The static countdown script runs under the CSP (no inline script).
+    page.wait_for_function(
+        "document.getElementById('expiry').textContent.startsWith('4 min')"
+    )
     label = page.locator("#qr svg").get_attribute("aria-label") or ""
     assert "Amount: 1,250.50 CZK" in label and "Dárek pro Janu" in label
 
