@@ -4,6 +4,7 @@ the isolation level and the URL forms of ``DATABASE_URL``."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -65,7 +66,7 @@ def wait_for_lock_waiter(engine: Engine, fragment: str) -> None:
             connection.rollback()
             if waiting:
                 return
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
     pytest.fail(f"no backend ever waited on a lock in a query with {fragment!r}")
 
 
