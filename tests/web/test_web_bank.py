@@ -25,6 +25,7 @@ from pages_testing import (
 from PIL import Image
 
 from mtoken import Device
+from powerauth.operation_data import NoteField
 from powerauth.payload import parse_offline_payload
 from webapp import create_app
 from webapp.config import SettingsError
@@ -259,6 +260,7 @@ def test_wrong_code_shows_attempts_left_and_five_block(
         page = response.get_data(as_text=True)
         assert NOT_ACCEPTED in page
         assert f"{left} attempt{'s' if left > 1 else ''} left" in page
+        assert wrong(code) not in page  # a typed code is never echoed back
     blocked = post(logged_in, url, {"code": wrong(code)})
 
     assert blocked.status_code == 403
@@ -521,3 +523,20 @@ def test_removed_device_is_reported_as_no_longer_active(
     for response in (typed, again):
         assert response.status_code == 403
         assert "no longer active" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "note", ["a*b", "back\\slash", "star* and \\n", "  many   spaces  "]
+)
+def test_payment_notes_are_escaped_per_spec4(
+    logged_in: FlaskClient, clock: Clock, device: Device, note: str
+) -> None:
+    url, text = start_payment(logged_in, clock, note=note)
+    verified = device.scan(text)
+    notes = [
+        f for f in verified.payload.operation_data.fields if isinstance(f, NoteField)
+    ]
+
+    assert [n.text for n in notes] == [" ".join(note.split())]
+    code = device.sign(verified, pin=PIN).code
+    assert post(logged_in, url, {"code": code}).status_code == 302
