@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "web"))
 from pages_testing import Clock, Served, enroll, make_app, unique
 
 from mtoken import Device
+from tests.pg_cluster import in_ci
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,6 +35,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
+        # scripts/setup installs Chromium, so in CI its absence is a failure.
+        if in_ci():
+            pytest.fail(f"CI must run the browser tests, but {CHROMIUM} is missing")
         pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 

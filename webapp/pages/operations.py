@@ -225,8 +225,10 @@ def start_operation(
 
 
 def load_operation(session: Session, operation_id: str) -> BankOperation | None:
+    # populate_existing: a session that already holds this operation must see
+    # the row as stored now (another request may have used or failed it).
     with session.begin():
-        return session.get(BankOperation, operation_id)
+        return session.get(BankOperation, operation_id, populate_existing=True)
 
 
 def availability(operation: BankOperation, now: datetime) -> str | None:
