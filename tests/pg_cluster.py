@@ -46,11 +46,6 @@ class ClusterUnavailableError(RuntimeError):
     """The cluster cannot start here; the message says exactly why."""
 
 
-def in_ci() -> bool:
-    """Whether ``CI`` says this is a CI run (where the cluster is required)."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def find_bin_dir(pattern: str = BIN_GLOB) -> Path:
     """The newest PostgreSQL binaries folder that has ``initdb`` and ``pg_ctl``."""
 

@@ -4,20 +4,15 @@ file in a temp folder). Screenshots of the main pages go to var/screenshots/."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The page-test helpers live beside the Flask test-client tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "web"))
-
-from pages_testing import Clock, Served, enroll, make_app, unique
-
 from mtoken import Device
-from tests.pg_cluster import in_ci
+from tests.support import in_ci
+from tests.web.pages_testing import Clock, Served, enroll, make_app, unique
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import zxingcpp
-from pages_testing import CONSOLE_PASSWORD, PIN, Clock, Served, payment_form
 from PIL import Image
 from playwright.sync_api import expect
 
 from mtoken import Device
+from tests.web.pages_testing import CONSOLE_PASSWORD, PIN, Clock, Served, payment_form
 
 pytestmark = [pytest.mark.browser, pytest.mark.softhsm]
 

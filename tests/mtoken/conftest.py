@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-# pytest puts tests/ on sys.path for the root conftest; there the folders
-# tests/mtoken and tests/hsm would pass for namespace packages and hide the
-# real ones, so the checkout's root goes first.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if sys.path[:1] != [_ROOT]:
-    sys.path.insert(0, _ROOT)
+import pytest
 
-import pytest  # noqa: E402
-from mtoken_softserver import SoftwareServer  # noqa: E402
-
-from mtoken.device import Device  # noqa: E402
-from mtoken.state import StateStore  # noqa: E402
-from mtoken.transport import CallableTransport  # noqa: E402
+from mtoken.device import Device
+from mtoken.state import StateStore
+from mtoken.transport import CallableTransport
+from tests.mtoken.mtoken_softserver import SoftwareServer
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import segno
-from mtoken_softserver import APPLICATION_ID, PIN, SoftwareServer
 from PIL import Image
 from werkzeug.serving import make_server
 
@@ -24,6 +23,7 @@ from mtoken.state import StateStore
 from powerauth.keys import public_key_from_private
 from powerauth.payload import KeyIndicator
 from powerauth.signature import SignatureType
+from tests.mtoken.mtoken_softserver import APPLICATION_ID, PIN, SoftwareServer
 
 PAYMENT = "\n".join(
     [

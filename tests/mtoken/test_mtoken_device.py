@@ -11,7 +11,6 @@ import pytest
 import segno
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mtoken_softserver import APPLICATION_ID, PIN, SoftwareServer, b64
 
 from mtoken.device import Device
 from mtoken.errors import (
@@ -34,6 +33,7 @@ from powerauth.errors import SignatureMismatchError
 from powerauth.operation_data import NoteField, build_operation_data
 from powerauth.payload import KeyIndicator, build_payload_data
 from powerauth.signature import SignatureType
+from tests.mtoken.mtoken_softserver import APPLICATION_ID, PIN, SoftwareServer, b64
 
 PAYMENT = "\n".join(
     [

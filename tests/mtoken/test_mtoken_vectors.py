@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mtoken_softserver import PIN, b64, new_scalar
 
 from mtoken.device import Device
 from mtoken.state import DeviceState, ProtectedKey, StateStore
@@ -31,6 +30,7 @@ from powerauth.signature import (
     decimal_signature,
     keys_for_type,
 )
+from tests.mtoken.mtoken_softserver import PIN, b64, new_scalar
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 DATA = "op-42\nPayment\nPlease confirm\nA1*A100CZK*ICZ2730300000001165254011\nB"

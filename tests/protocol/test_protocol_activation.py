@@ -6,7 +6,6 @@ import base64
 from typing import Any
 
 import pytest
-from protocol_vectors import b64, data_cases, load
 
 from powerauth.activation import (
     activation_qr_text,
@@ -27,6 +26,7 @@ from powerauth.keys import (
     sign_ecdsa_der,
     verify_ecdsa_der,
 )
+from tests.protocol.protocol_vectors import b64, data_cases, load
 
 CODES = load("activation-code-cases.json")
 SIGNED = data_cases("verify-activation-data-signature-v3.json")

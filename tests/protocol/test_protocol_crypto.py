@@ -7,7 +7,6 @@ import hmac
 from typing import Any
 
 import pytest
-from protocol_vectors import b64, data_cases
 
 from powerauth.crypto import (
     FactorKeys,
@@ -27,6 +26,7 @@ from powerauth.keys import (
     private_key_to_java_bytes,
     public_key_from_private,
 )
+from tests.protocol.protocol_vectors import b64, data_cases
 
 DERIVED = data_cases("compute-derived-keys.json")
 MASTER = data_cases("compute-master-secret-key.json")

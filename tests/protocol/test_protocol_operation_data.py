@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from protocol_vectors import load
 
 from powerauth.errors import EscapingError, OperationDataError
 from powerauth.operation_data import (
@@ -28,6 +27,7 @@ from powerauth.operation_data import (
     build_operation_data,
     parse_operation_data,
 )
+from tests.protocol.protocol_vectors import load
 
 BUILDER = load("operation-data-builder-cases.json")
 

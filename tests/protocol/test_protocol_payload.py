@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from protocol_vectors import load
 
 from powerauth.errors import (
     EscapingError,
@@ -36,6 +35,7 @@ from powerauth.payload import (
     parse_payload_data,
 )
 from powerauth.signature import offline_body, signature_base_string
+from tests.protocol.protocol_vectors import load
 
 QR = load("qr-payload-cases.json")
 DEFAULTS: dict[str, str] = QR["defaults_for_mutations"]

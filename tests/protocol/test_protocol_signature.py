@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import pytest
-from protocol_vectors import b64, data_cases, load
 
 from powerauth.crypto import FactorKeys, advance_counter, derive_factor_keys
 from powerauth.errors import (
@@ -31,6 +30,7 @@ from powerauth.signature import (
     signature_components,
     verify_offline_code,
 )
+from tests.protocol.protocol_vectors import b64, data_cases, load
 
 OFFLINE = data_cases("signatures-offline.json")
 BASE_STRINGS = load("signature-base-string-cases.json")

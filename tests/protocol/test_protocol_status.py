@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from protocol_vectors import b64, data_cases
 
 from powerauth.errors import InvalidParameterError, StatusBlobError
 from powerauth.status import (
@@ -16,6 +15,7 @@ from powerauth.status import (
     encrypt_status_blob,
     status_blob_iv,
 )
+from tests.protocol.protocol_vectors import b64, data_cases
 
 IVS = data_cases("activation-status-blob-iv.json")
 BLOBS = data_cases("activation-status-blob-data.json")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from protocol_vectors import totp_rows
 
 from powerauth.errors import InvalidParameterError
 from powerauth.totp import totp, totp_candidates
+from tests.protocol.protocol_vectors import totp_rows
 
 ROWS = totp_rows()
 HASHES = {"HmacSHA1": "sha1", "HmacSHA256": "sha256", "HmacSHA512": "sha512"}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from scale_testing import make_app
 
 from mtoken import FlaskClientTransport
-from tests.pg_cluster import ClusterUnavailableError, PostgresCluster, in_ci
+from tests.pg_cluster import ClusterUnavailableError, PostgresCluster
+from tests.scale.scale_testing import make_app
+from tests.support import in_ci
 
 
 @pytest.fixture(scope="session")

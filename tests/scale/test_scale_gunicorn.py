@@ -31,7 +31,11 @@ from typing import Any
 
 import httpx
 import pytest
-from scale_testing import (
+from sqlalchemy import Engine, create_engine, text
+
+from mtoken import HttpTransport
+from tests.pg_cluster import free_port
+from tests.scale.scale_testing import (
     PIN,
     ROOT,
     WRONG_CODE,
@@ -44,10 +48,6 @@ from scale_testing import (
     record_counts,
     verify_request,
 )
-from sqlalchemy import Engine, create_engine, text
-
-from mtoken import HttpTransport
-from tests.pg_cluster import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.softhsm, pytest.mark.slow]
 

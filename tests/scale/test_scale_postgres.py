@@ -14,7 +14,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from flask import Flask
-from scale_testing import (
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mtoken import FlaskClientTransport
+from tests.pg_cluster import ClusterUnavailableError, find_bin_dir
+from tests.scale.scale_testing import (
     WRONG_CODE,
     create_application,
     enroll,
@@ -22,12 +28,7 @@ from scale_testing import (
     personalized_payload,
     verify_request,
 )
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
-from mtoken import FlaskClientTransport
-from tests.pg_cluster import ClusterUnavailableError, find_bin_dir, in_ci
+from tests.support import in_ci
 from webapp import services
 from webapp.db import make_engine, new_session
 from webapp.extensions import get_hsm, get_settings

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from scale_testing import (
+from sqlalchemy import func, select
+
+from mtoken import Device, FlaskClientTransport, StateStore
+from mtoken.errors import ServerError
+from tests.scale.scale_testing import (
     PIN,
     WRONG_CODE,
     check_qr_signature,
@@ -28,10 +32,6 @@ from scale_testing import (
     unique,
     verify_request,
 )
-from sqlalchemy import func, select
-
-from mtoken import Device, FlaskClientTransport, StateStore
-from mtoken.errors import ServerError
 from webapp import services
 from webapp.db import new_session
 from webapp.extensions import get_hsm, get_settings

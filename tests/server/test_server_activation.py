@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, Enrolled, make_app, unique
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
-from server_device import SimulatedDevice, b64, payload_data, unb64
 
 from powerauth.activation import public_key_fingerprint, validate_activation_code
 from powerauth.payload import parse_offline_payload
+from tests.server.server_device import SimulatedDevice, b64, payload_data, unb64
+from tests.server.server_testing import Api, Enrolled, make_app, unique
 from webapp.extensions import get_hsm
 
 pytestmark = pytest.mark.softhsm

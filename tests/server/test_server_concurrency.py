@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Api, enroll
 from flask import Flask
-from server_device import payload_data
 
 from powerauth.payload import parse_offline_payload
+from tests.server.server_device import payload_data
+from tests.server.server_testing import Api, enroll
 from webapp import services
 
 pytestmark = pytest.mark.softhsm

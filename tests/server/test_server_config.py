@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from conftest import Api, make_app, unique
 from flask import Flask
 
+from tests.server.server_testing import Api, make_app, unique
 from webapp import create_app
 from webapp.config import SettingsError, redacted
 from webapp.db import alembic_config, get_engine, head_revision, schema_revision

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, Enrolled, database_dump, make_app, unique
 from flask import Flask
-from server_device import b64, payload_data
 
 from powerauth.payload import parse_offline_payload
+from tests.server.server_device import b64, payload_data
+from tests.server.server_testing import Api, Enrolled, database_dump, make_app, unique
 from webapp import demo
 from webapp.db import get_engine
 from webapp.extensions import get_hsm

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Api, Enrolled
-from server_device import payload_data, unb64
 
 from powerauth.payload import KeyIndicator, parse_offline_payload
+from tests.server.server_device import payload_data, unb64
+from tests.server.server_testing import Api, Enrolled
 
 pytestmark = pytest.mark.softhsm
 

@@ -10,13 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, unique
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
-from server_device import SimulatedDevice, b64, payload_data, public_bytes, unb64
 
 from powerauth.keys import private_key_to_java_bytes
 from powerauth.payload import parse_offline_payload
+from tests.server.server_device import (
+    SimulatedDevice,
+    b64,
+    payload_data,
+    public_bytes,
+    unb64,
+)
+from tests.server.server_testing import Api, unique
 from webapp import services
 from webapp.extensions import get_hsm
 

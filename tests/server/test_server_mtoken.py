@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api
 from flask.testing import FlaskClient
-from server_device import payload_data
 
 from mtoken.device import Device
 from mtoken.state import StateStore
 from mtoken.transport import FlaskClientTransport
 from powerauth.payload import parse_offline_payload
+from tests.server.server_device import payload_data
+from tests.server.server_testing import Api
 
 pytestmark = pytest.mark.softhsm
 

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Api, Enrolled, database_dump
 from flask import Flask
 from flask.testing import FlaskClient
-from server_device import b64, payload_data
+
+from tests.server.server_device import b64, payload_data
+from tests.server.server_testing import Api, Enrolled, database_dump
 
 pytestmark = pytest.mark.softhsm
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api, Enrolled, enroll, make_app
-from server_device import payload_data
 
 from powerauth.payload import parse_offline_payload
 from powerauth.signature import SignatureType
+from tests.server.server_device import payload_data
+from tests.server.server_testing import Api, Enrolled, enroll, make_app
 from webapp import services
 from webapp.extensions import get_hsm
 

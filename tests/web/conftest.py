@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pages_testing import Clock, enroll, make_app, unique
 
 from mtoken import Device
+from tests.web.pages_testing import Clock, enroll, make_app, unique
 
 
 @pytest.fixture

@@ -9,7 +9,12 @@ import pytest
 import zxingcpp
 from flask import Flask
 from flask.testing import FlaskClient
-from pages_testing import (
+from PIL import Image
+
+from mtoken import Device
+from powerauth.operation_data import NoteField
+from powerauth.payload import parse_offline_payload
+from tests.web.pages_testing import (
     PIN,
     Clock,
     activation_view,
@@ -22,11 +27,6 @@ from pages_testing import (
     qr_text,
     unique,
 )
-from PIL import Image
-
-from mtoken import Device
-from powerauth.operation_data import NoteField
-from powerauth.payload import parse_offline_payload
 from webapp import create_app
 from webapp.config import SettingsError
 from webapp.db import new_session
@@ -278,7 +278,7 @@ def test_blocked_device_at_login_says_so(
 ) -> None:
     activation_id = device.activations()[0].activation_id
     login(app.test_client(), user, device)  # proves the device works
-    from pages_testing import CONSOLE_PASSWORD  # noqa: F401 - same module
+    from tests.web.pages_testing import CONSOLE_PASSWORD  # noqa: F401 - same module
 
     with app.app_context():
         from webapp import services

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from pages_testing import (
+
+from mtoken import Device
+from powerauth.payload import build_payload_data, parse_offline_payload
+from powerauth.signature import offline_body, signature_base_string
+from tests.web.pages_testing import (
     PIN,
     Clock,
     Served,
@@ -19,10 +23,6 @@ from pages_testing import (
     post,
     unique,
 )
-
-from mtoken import Device
-from powerauth.payload import build_payload_data, parse_offline_payload
-from powerauth.signature import offline_body, signature_base_string
 from webapp.pages.client import (
     ClientError,
     HttpClient,
@@ -121,7 +121,7 @@ def test_pages_front_a_server_over_http(
     login(client, user, device)
     url = post(client, "/payment/new", payment_form(clock)).headers["Location"]
     page = client.get(url).get_data(as_text=True)
-    from pages_testing import qr_text
+    from tests.web.pages_testing import qr_text
 
     code = device.sign(qr_text(page), pin=PIN).code
     assert post(client, url, {"code": code}).status_code == 302

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pages_testing import PIN, activation_view, login
 
 from mtoken import Device, StateStore
+from tests.web.pages_testing import PIN, activation_view, login
 from webapp import demo, services
 from webapp.db import new_session
 from webapp.extensions import get_settings

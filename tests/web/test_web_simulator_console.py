@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pages_testing import (
+
+from mtoken import Device, StateStore
+from tests.web.pages_testing import (
     CONSOLE_PASSWORD,
     PIN,
     Clock,
@@ -21,8 +23,6 @@ from pages_testing import (
     qr_text,
     unique,
 )
-
-from mtoken import Device, StateStore
 
 pytestmark = pytest.mark.softhsm
 
