@@ -13,9 +13,11 @@ folder; the development token is never touched), one SQLite database:
 * the product over HTTP: gunicorn with one worker per core on loopback,
   create and verify at 1, 2, 4, 8 and 16 concurrent clients.
 
-Run it with ``scripts/bench`` (``--quick`` for a short run). It prints a
-table and writes JSON, a Markdown table and a PNG chart, by default to
-``var/bench/bench.{json,md,png}``.
+Figures are taken in interleaved rounds (see ``bench_common``). Run it with
+``scripts/bench`` (``--quick`` for a short run, ``--profile`` for profiles,
+``--workers N``, ``--database-url URL`` for PostgreSQL). It prints a table and
+writes JSON, a Markdown table and a PNG chart, by default to
+``var/bench/bench.{json,md,png}``; ``scripts/PERFORMANCE.md`` explains them.
 """
 
 from __future__ import annotations
@@ -542,7 +544,10 @@ def bench_http(
     workers: int,
     profile_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """gunicorn, one sync worker per core; create and verify at each client count."""
+    """gunicorn with ``workers`` sync workers; create and verify at each client count.
+
+    With ``profile_dir``, one more run per endpoint is sampled by py-spy.
+    """
 
     def create_request(i: int) -> tuple[str, dict[str, Any], web.Check]:
         body = {"activationId": clients[i].activation_id, "data": PAYLOAD_DATA}
@@ -563,20 +568,31 @@ def bench_http(
     server = web.start_server(ROOT, env, workers, log_dir)
     try:
         # Warm-up, and proof that every forked worker opened the token itself:
-        # the access log names the pid of each worker that answered 200.
-        warmup = [
-            web.run_load(
-                server,
-                name,
-                min(2 * workers, len(clients)),
-                factory,
-                max_requests=10 * workers,
-                max_seconds=30,
-            ).as_dict()
-            for name, factory in factories.items()
-        ]
-        signing = web.signing_worker_pids(server, CREATE_PATH)
-        deriving = web.signing_worker_pids(server, VERIFY_PATH)
+        # the access log names the pid of each worker that answered 200. The
+        # kernel picks the worker of each connection, so a few more warm-up
+        # rounds may be needed before every worker has served both endpoints.
+        warmup: list[dict[str, Any]] = []
+        for _ in range(5):
+            warmup += [
+                web.run_load(
+                    server,
+                    name,
+                    min(2 * workers, len(clients)),
+                    factory,
+                    max_requests=10 * workers,
+                    max_seconds=30,
+                ).as_dict()
+                for name, factory in factories.items()
+            ]
+            signing = web.signing_worker_pids(server, CREATE_PATH)
+            deriving = web.signing_worker_pids(server, VERIFY_PATH)
+            if len(signing) >= workers and len(deriving) >= workers:
+                break
+        else:
+            log(
+                f"warning: only {len(signing)} of {workers} workers signed and "
+                f"{len(deriving)} ran ECDH during the warm-up"
+            )
 
         runs: dict[tuple[str, int], list[web.LoadResult]] = collections.defaultdict(
             list
@@ -616,8 +632,8 @@ def bench_http(
     }
 
     best = {
-        name: max(runs, key=lambda run: run["requests_per_s"])
-        for name, runs in levels.items()
+        name: max(figures, key=lambda figure: figure["requests_per_s"])
+        for name, figures in levels.items()
     }
     return {
         "server": f"gunicorn {workers} sync workers, --preload, 127.0.0.1",
