@@ -1115,7 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also write pyinstrument profiles of create and verify beside the JSON",
+        help="also profile create and verify in process (pyinstrument) and the "
+        "gunicorn workers under load (py-spy); files go beside the JSON",
     )
     parser.add_argument(
         "--workers",
