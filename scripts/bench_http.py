@@ -1,8 +1,9 @@
 """The HTTP half of the benchmark: gunicorn on loopback and a bounded load generator.
 
 The server is the product as deployed: ``gunicorn 'webapp:create_app()'`` with
-one sync worker per core, ``--preload`` (the app is built once, then the
-workers fork; each worker opens PKCS#11 itself on its first request). The
+sync workers (one per core unless told otherwise) and ``--preload`` (the app
+is built once, then the workers fork; each worker opens PKCS#11 itself on its
+first request). The
 load generator is a pool of threads, one ``httpx.Client`` each, on
 127.0.0.1 only; every run stops at a request count or a time limit, whichever
 comes first.
@@ -261,13 +262,16 @@ def run_load(
             start_gate.wait()
             while take_ticket():
                 path, body, check = make_request(index)
-                began = time.perf_counter()
+                sent = time.perf_counter()
                 try:
                     response = client.post(path, json=body)
                     problem = check(response)
                 except httpx.HTTPError as exc:
                     problem = f"{type(exc).__name__}: {exc}"
-                took = (time.perf_counter() - began) * 1000
+                except (ValueError, KeyError, TypeError) as exc:
+                    # A body that is not the JSON envelope the check expects.
+                    problem = f"malformed response: {type(exc).__name__}"
+                took = (time.perf_counter() - sent) * 1000
                 with lock:
                     latencies.append(took)
                     if problem is not None:
