@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SOFTHSM_MODULE = os.environ.get(
-    "TEST_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"
-)
+SOFTHSM_MODULE = os.environ.get("TEST_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 TOKEN_LABEL = "powerauth-test"
 USER_PIN = "1234"
 SO_PIN = "12345678"
@@ -72,10 +70,19 @@ def init_softhsm_token(directory: Path, label: str) -> None:
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     subprocess.run(
         [
-            "softhsm2-util", "--init-token", "--free", "--label", label,
-            "--so-pin", SO_PIN, "--pin", USER_PIN,
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            SO_PIN,
+            "--pin",
+            USER_PIN,
         ],
-        check=True, env=env, capture_output=True,
+        check=True,
+        env=env,
+        capture_output=True,
     )
 
 
