@@ -759,7 +759,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         for run in h["levels"][name]:
             rows.append(
                 row(
-                    f"HTTP {name}, {run['clients']} clients",
+                    f"HTTP {name}, {run['clients']} "
+                    + ("client" if run["clients"] == 1 else "clients"),
                     run,
                     f"{run['requests']} req, {run['errors']} errors, in worker "
                     f"p50 {run['server_p50_ms']} p99 {run['server_p99_ms']} ms"
@@ -898,7 +899,14 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
     right.set_title(f"HTTP: gunicorn, {results['http']['workers']} workers")
     handles = right.get_legend_handles_labels()
     more = p99_axis.get_legend_handles_labels()
-    right.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="best")
+    right.legend(
+        handles[0] + more[0],
+        handles[1] + more[1],
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=4,
+    )
     right.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
