@@ -65,7 +65,8 @@ from hsm.errors import (
     is_handle_stale,
     is_library_already_initialized,
     is_library_uninitialized,
-    is_session_lost,
+    is_recoverable,
+    needs_reinitialize,
 )
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def _restart_inherited_library(path: str, exc: PKCS11Error) -> Any:
 
 
 def _reinitialize_library(path: str) -> None:
-    """C_Finalize and C_Initialize ``path`` after someone finalized it."""
+    """C_Finalize and C_Initialize ``path``: it was finalized or is suspect."""
     lib = _LIBRARIES.get(path)
     if lib is None:
         return
@@ -221,6 +222,7 @@ class _TokenOwner:
         self.token_label = token_label
         self.session: Any = None
         self.token: Any = None
+        self.was_open = False
         self.mechanisms: frozenset[Mechanism] = frozenset()
         self._pin_digest = b""
         self._objects: dict[tuple[ObjectClass, str], Any] = {}
@@ -245,6 +247,7 @@ class _TokenOwner:
         self.mechanisms = mechanisms
         self._pin_digest = _pin_digest(config.user_pin)
         self._objects.clear()
+        self.was_open = True
         logger.debug("logged in to token %r", self.token_label)
         return self.session
 
@@ -525,10 +528,7 @@ class HSM:
                         owner.forget_objects()
                         continue
 
-                    lost = is_session_lost(exc) or (
-                        recoveries > 0 and isinstance(exc, pkcs11.NoSuchToken)
-                    )
-                    if lost and recoveries < config.max_retries:
+                    if is_recoverable(exc) and recoveries < config.max_retries:
                         recoveries += 1
                         logger.warning(
                             "token %r: %s; opening a new session (attempt %d of %d)",
@@ -537,27 +537,29 @@ class HSM:
                             recoveries,
                             config.max_retries,
                         )
-                        self._recover(owner, exc)
+                        self._recover(owner, reinitialize=needs_reinitialize(exc))
                         continue
 
+                    # A token that never answered in this process is a setting
+                    # error, not a lost session.
                     raise from_pkcs11(
                         exc,
                         module=config.module,
                         token_label=config.token_label,
                         key_label=key_label,
-                        recoveries=recoveries,
+                        recoveries=recoveries if owner.was_open else 0,
                     ) from exc
 
-    def _recover(self, owner: _TokenOwner, exc: PKCS11Error) -> None:
+    def _recover(self, owner: _TokenOwner, *, reinitialize: bool) -> None:
         try:
-            if is_library_uninitialized(exc):
+            if reinitialize:
                 _reinitialize_library(owner.module)
             else:
                 owner.close()
-        except PKCS11Error as reinit_exc:
+        except PKCS11Error as exc:
             raise from_pkcs11(
-                reinit_exc, module=owner.module, token_label=owner.token_label
-            ) from reinit_exc
+                exc, module=owner.module, token_label=owner.token_label
+            ) from exc
 
     # -- key pairs ---------------------------------------------------------
 

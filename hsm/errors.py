@@ -74,9 +74,8 @@ class SessionLostError(DeviceError):
     """The token session could not be re-established within the retry budget."""
 
 
-# Return codes after which the session (or the whole library state) is gone,
-# while the token itself may be fine: a new session, a new login and a new key
-# lookup can succeed. PKCS#11 v2.40 section 5.1 lists them per function.
+# Return codes after which the session is gone while the token may be fine:
+# a new session, a new login and a new key lookup can succeed.
 _SESSION_LOST = (
     p11.SessionHandleInvalid,
     p11.SessionClosed,
@@ -85,6 +84,13 @@ _SESSION_LOST = (
     p11.DeviceRemoved,
     p11.UserNotLoggedIn,
 )
+
+# Return codes after which the library's state in this process is suspect, so
+# it is finalized and initialized again before a new session. SoftHSM answers
+# CKR_GENERAL_ERROR, or drops the token from its slot list, when another
+# process rewrote the token file while this one read it (every C_Login
+# rewrites it); a new C_Initialize reads the token again in most such cases.
+_LIBRARY_SUSPECT = (p11.GeneralError, p11.DeviceError, p11.NoSuchToken)
 
 # A cached object handle went stale: the object was deleted (maybe by another
 # process) or belonged to a session that is gone.
@@ -113,6 +119,16 @@ def is_module_load_failure(exc: BaseException) -> bool:
 def is_session_lost(exc: BaseException) -> bool:
     """Whether a new session (after re-initializing if needed) may cure ``exc``."""
     return isinstance(exc, _SESSION_LOST) or is_library_uninitialized(exc)
+
+
+def needs_reinitialize(exc: BaseException) -> bool:
+    """Whether the library must be initialized again before a new session."""
+    return is_library_uninitialized(exc) or isinstance(exc, _LIBRARY_SUSPECT)
+
+
+def is_recoverable(exc: BaseException) -> bool:
+    """Whether running the operation again on a new session may succeed."""
+    return is_session_lost(exc) or needs_reinitialize(exc)
 
 
 def is_handle_stale(exc: BaseException) -> bool:

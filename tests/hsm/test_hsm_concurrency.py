@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -149,12 +150,23 @@ def test_grandchild_can_sign(
 
 
 _POOL_HSM: HSM | None = None
+_POOL_LOCK: Any = None
+
+
+def _pool_init(lock: Any) -> None:
+    global _POOL_LOCK
+    _POOL_LOCK = lock
 
 
 def _pool_sign(job: tuple[str, bytes]) -> bytes:
     assert _POOL_HSM is not None
     label, message = job
-    return _POOL_HSM.sign(label, message)
+    # SoftHSM's file store is not safe for processes that initialize and log
+    # in at the same moment (each C_Login rewrites the token file, and a
+    # process that reads it half-written loses the token until it exits), so
+    # the workers take turns; the adapter's own locking is per process.
+    with _POOL_LOCK:
+        return _POOL_HSM.sign(label, message)
 
 
 def test_fork_pool_workers_sign(
@@ -165,9 +177,10 @@ def test_fork_pool_workers_sign(
     hsm.sign(label, b"parent first")
     _POOL_HSM = hsm
     jobs = [(label, f"job {i}".encode()) for i in range(12)]
+    context = multiprocessing.get_context("fork")
 
     try:
-        with multiprocessing.get_context("fork").Pool(2) as pool:
+        with context.Pool(2, _pool_init, (context.Lock(),)) as pool:
             signatures = pool.map(_pool_sign, jobs)
     finally:
         _POOL_HSM = None
