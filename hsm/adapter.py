@@ -225,27 +225,41 @@ class _TokenOwner:
         self.was_open = False
         self.mechanisms: frozenset[Mechanism] = frozenset()
         self._pin_digest = b""
+        self._rejected_pins: set[bytes] = set()
         self._objects: dict[tuple[ObjectClass, str], Any] = {}
 
     def ensure_session(self, config: HSMConfig) -> Any:
         """Open and log in a session unless one is open already."""
+        digest = _pin_digest(config.user_pin)
         if self.session is not None:
             # The token keeps one login state per application and token, so a
             # second login cannot check another PIN; compare on the host.
-            if not hmac.compare_digest(self._pin_digest, _pin_digest(config.user_pin)):
+            if not hmac.compare_digest(self._pin_digest, digest):
                 raise PinIncorrectError(
                     "PKCS11_USER_PIN differs from the PIN this process logged in "
                     f"to token {self.token_label!r} with"
                 )
             return self.session
 
+        # A real HSM locks the user PIN after a few failures: a PIN the token
+        # refused is not offered again by this process.
+        if digest in self._rejected_pins:
+            raise PinIncorrectError(
+                f"PKCS11_USER_PIN: token {self.token_label!r} refused this PIN "
+                "before; it is not tried again, to spare the token's retry counter"
+            )
+
         lib = _library(self.module)
         token = lib.get_token(token_label=self.token_label)
         mechanisms = frozenset(token.slot.get_mechanisms())
-        self.session = token.open(rw=True, user_pin=config.user_pin)
+        try:
+            self.session = token.open(rw=True, user_pin=config.user_pin)
+        except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLocked):
+            self._rejected_pins.add(digest)
+            raise
         self.token = token
         self.mechanisms = mechanisms
-        self._pin_digest = _pin_digest(config.user_pin)
+        self._pin_digest = digest
         self._objects.clear()
         self.was_open = True
         logger.debug("logged in to token %r", self.token_label)

@@ -156,11 +156,29 @@ def test_softhsm_never_locks_the_user_pin(hsm: HSM, hsm_config: HSMConfig) -> No
     python-pkcs11's own exception class instead of a token's answer.
     """
     hsm.close()
-    wrong = HSM(dataclasses.replace(hsm_config, user_pin="0000"))
-    for _ in range(12):
-        with pytest.raises(PinIncorrectError):
+    for attempt in range(12):
+        # A different PIN each time: the adapter offers a refused PIN once.
+        wrong = HSM(dataclasses.replace(hsm_config, user_pin=f"99{attempt:02d}"))
+        with pytest.raises(PinIncorrectError) as caught:
             wrong.has_keypair("k")
+        assert isinstance(caught.value.__cause__, p11.PinIncorrect)
 
+    assert not hsm.has_keypair("k")
+
+
+@pytest.mark.softhsm
+def test_refused_pin_is_not_offered_again(hsm: HSM, hsm_config: HSMConfig) -> None:
+    hsm.close()
+    wrong = HSM(dataclasses.replace(hsm_config, user_pin="5555"))
+    with pytest.raises(PinIncorrectError) as first:
+        wrong.has_keypair("k")
+    assert isinstance(first.value.__cause__, p11.PinIncorrect)
+
+    with pytest.raises(PinIncorrectError, match="not tried again") as second:
+        wrong.has_keypair("k")
+
+    assert second.value.__cause__ is None
+    assert "5555" not in str(second.value)
     assert not hsm.has_keypair("k")
 
 
