@@ -67,3 +67,12 @@ def test_check_needs_a_token_label() -> None:
 
     assert result.exit_code == 2
     assert "--token-label" in result.output
+
+
+def test_check_with_raw_peer_encoding(hsm: HSM) -> None:
+    result = CliRunner().invoke(
+        main, ["--iterations", "5", "--ecdh-peer-encoding", "raw"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "CKM_ECDH1_DERIVE (CKD_NULL, peer raw)" in result.output
