@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import textwrap
 from collections.abc import Callable
 
@@ -112,7 +110,7 @@ def test_malformed_label_is_refused(hsm: HSM, label: object) -> None:
 # uses, as a racing worker could: python-pkcs11 talks to the token directly.
 _MAKE_DUPLICATE = textwrap.dedent(
     """
-    import os, sys
+    import os
     import pkcs11
     from pkcs11 import Attribute, KeyType
     from pkcs11.util.ec import encode_named_curve_parameters
@@ -125,7 +123,7 @@ _MAKE_DUPLICATE = textwrap.dedent(
             {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
             local=True,
         )
-        params.generate_keypair(store=True, label=sys.argv[1])
+        params.generate_keypair(store=True, label=os.environ["KEY_LABEL"])
     """
 )
 
@@ -138,9 +136,7 @@ def test_duplicate_labels_are_refused_not_guessed(
     # A new session forgets remembered handles, so the lookup runs again.
     hsm.close()
 
-    result = run_python(
-        _MAKE_DUPLICATE.replace("sys.argv[1]", json.dumps(label)), dict(os.environ)
-    )
+    result = run_python(_MAKE_DUPLICATE, {"KEY_LABEL": label})
     assert result.returncode == 0, result.stderr
 
     with pytest.raises(DuplicateKeyError, match=label):
@@ -152,27 +148,27 @@ def test_duplicate_labels_are_refused_not_guessed(
 
     # Clean up past the adapter's refusal, through the same route.
     cleanup = textwrap.dedent(
-        f"""
+        """
         import os
         import pkcs11
         from pkcs11 import Attribute
         lib = pkcs11.lib(os.environ["PKCS11_MODULE"])
         token = lib.get_token(token_label=os.environ["PKCS11_TOKEN_LABEL"])
         with token.open(rw=True, user_pin=os.environ["PKCS11_USER_PIN"]) as s:
-            for obj in list(s.get_objects({{Attribute.LABEL: {label!r}}})):
+            for obj in list(s.get_objects({Attribute.LABEL: os.environ["KEY_LABEL"]})):
                 obj.destroy()
         """
     )
-    assert run_python(cleanup, {}).returncode == 0
+    assert run_python(cleanup, {"KEY_LABEL": label}).returncode == 0
     hsm.close()
     assert not hsm.has_keypair(label)
 
 
 _DELETE_ELSEWHERE = textwrap.dedent(
     """
-    import sys
+    import os
     from hsm import HSM
-    HSM().delete_keypair(sys.argv[1])
+    HSM().delete_keypair(os.environ["KEY_LABEL"])
     """
 )
 
@@ -185,7 +181,7 @@ def test_key_deleted_by_another_process(
     hsm.sign(label, b"message")
     hsm.public_key(label)
 
-    result = run_python(_DELETE_ELSEWHERE.replace("sys.argv[1]", repr(label)), {})
+    result = run_python(_DELETE_ELSEWHERE, {"KEY_LABEL": label})
     assert result.returncode == 0, result.stderr
 
     # The stale handles fail, the adapter looks again and finds nothing.
