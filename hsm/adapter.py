@@ -424,7 +424,7 @@ def _scalar_from_java(private_key: bytes | str) -> int:
 
 
 def _point_from_attribute(value: bytes, label: str) -> bytes:
-    """The 65-byte point from CKA_EC_POINT (a DER OCTET STRING, PKCS#11 2.3.3).
+    """The 65-byte point from CKA_EC_POINT, which PKCS#11 defines as DER.
 
     Some tokens store the bare point; for P-256 the two forms differ in length
     (67 against 65 bytes), so telling them apart is unambiguous.
@@ -905,8 +905,9 @@ class HSM:
 
 
 def _private_template() -> dict[Attribute, Any]:
-    # PKCS#11 v2.40 section 4.9: a sensitive, non-extractable private key that
-    # the token stores, usable for ECDSA and ECDH only.
+    # PKCS#11 v2.40 base, 4.9 (private key objects): a sensitive,
+    # non-extractable private key that the token stores, for ECDSA and ECDH
+    # only.
     return {
         Attribute.TOKEN: True,
         Attribute.PRIVATE: True,

@@ -106,8 +106,9 @@ def test_imported_key_is_sensitive_but_not_never_extractable(
     assert not props.value_readable
     assert props.sign
     assert props.derive
-    # PKCS#11 v2.40 4.9: the value existed outside the token before the import,
-    # so the token cannot claim it was always sensitive or never extractable.
+    # PKCS#11 v2.40 base, 4.9 (private key objects): the value existed outside
+    # the token before the import, so the token cannot claim it was always
+    # sensitive or never extractable.
     assert not props.always_sensitive
     assert not props.never_extractable
 
