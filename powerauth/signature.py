@@ -286,6 +286,44 @@ def normalize_code(text: str, component_length: int = DEFAULT_COMPONENT_LENGTH) 
     return f"{digits[:component_length]}-{digits[component_length:]}"
 
 
+class _WindowStep:
+    """The signature components of one counter value, for several types.
+
+    Computes exactly what :func:`signature_components` computes, but each
+    ``HMAC(key, CTR_DATA)`` and each component only once per counter value:
+    the chain of SPEC 5.4 needs ``HMAC(knowledge, CTR_DATA)`` twice for a
+    two-factor code, and the possession component is the same for every type.
+    Values are cached by the bytes they are computed from, so a cached value
+    is always the value the plain computation would give.
+    """
+
+    def __init__(self, ctr_data: bytes, data: bytes) -> None:
+        self._ctr_data = ctr_data
+        self._data = data
+        self._keyed_ctr: dict[bytes, bytes] = {}
+        self._components: dict[tuple[bytes, ...], bytes] = {}
+
+    def _key_ctr(self, key: bytes) -> bytes:
+        value = self._keyed_ctr.get(key)
+        if value is None:
+            value = self._keyed_ctr[key] = _hmac(key, self._ctr_data)
+        return value
+
+    def components(self, keys: Sequence[bytes]) -> list[bytes]:
+        result = []
+        for i in range(len(keys)):
+            # Component i depends on keys[0..i] at most (SPEC 5.4).
+            prefix = tuple(keys[: i + 1])
+            component = self._components.get(prefix)
+            if component is None:
+                chained = self._key_ctr(keys[i])
+                for inner in keys[1 : i + 1]:
+                    chained = _hmac(self._key_ctr(inner), chained)
+                component = self._components[prefix] = _hmac(chained, self._data)
+            result.append(component)
+        return result
+
+
 @dataclass(frozen=True)
 class OfflineMatch:
     """Where a code matched: its type and the counter offset in the window.
@@ -343,13 +381,21 @@ def verify_offline_code(
     else:
         candidates = [(None, offline_hmac_input(base_string))]
 
+    # Checked once here rather than for every candidate of the window.
+    type_keys = [(t, keys_for_type(keys, t)) for t in allowed_types]
+    for _, factor_keys in type_keys:
+        for key in factor_keys:
+            require_length("factor key", key, 16)
+
     match: tuple[str | None, SignatureType, int] | None = None
     for totp, data in candidates:
         ctr = ctr_data
         for offset in range(lookahead):
-            for signature_type in allowed_types:
-                candidate = decimal_signature(
-                    keys_for_type(keys, signature_type), ctr, data, component_length
+            window = _WindowStep(ctr, data)
+            for signature_type, factor_keys in type_keys:
+                candidate = "-".join(
+                    _decimal_component(component, component_length)
+                    for component in window.components(factor_keys)
                 )
                 equal = hmac.compare_digest(candidate.encode("ascii"), typed)
                 if equal and match is None:
