@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from hsm import HSM
 from hsm.errors import KeyNotFoundError
@@ -153,7 +153,11 @@ def _check_max_failed(value: int) -> None:
 
 
 def lock_activation(
-    session: Session, activation_id: str, *, shared: bool = False
+    session: Session,
+    activation_id: str,
+    *,
+    shared: bool = False,
+    with_application: bool = False,
 ) -> Activation | None:
     """Load an activation and lock its row until the transaction ends.
 
@@ -165,12 +169,20 @@ def lock_activation(
     The row is always read again after the lock is granted, also when the
     session still holds the object from an earlier transaction: its old
     attribute values may be from before another worker's change.
+
+    ``with_application`` loads the application in the same SELECT (a join),
+    for callers that read it after changing the activation: a lazy load then
+    would flush the change and run a second query. Only the activation row is
+    locked (``FOR UPDATE OF activation``), so activations of one application
+    still do not wait for each other.
     """
+    query = select(Activation).where(Activation.id == activation_id)
+    if with_application:
+        query = query.options(joinedload(Activation.application, innerjoin=True))
     return session.scalars(
-        select(Activation)
-        .where(Activation.id == activation_id)
-        .with_for_update(read=shared)
-        .execution_options(populate_existing=True)
+        query.with_for_update(read=shared, of=Activation).execution_options(
+            populate_existing=True
+        )
     ).first()
 
 
