@@ -255,7 +255,7 @@ def verify_offline_signature(
     flags_note = "BIOMETRY_ALLOWED" if allow_biometry else None
 
     with session.begin():
-        activation = lock_activation(session, activation_id)
+        activation = lock_activation(session, activation_id, with_application=True)
         now = settings.now()
 
         if activation is None:
