@@ -251,7 +251,7 @@ class PayloadDraft:
 
 
 def build_offline_payload(
-    data: str,
+    data: str | PayloadData,
     nonce_b64: str,
     indicator: KeyIndicator | str,
     totp: str | None = None,
@@ -264,16 +264,18 @@ def build_offline_payload(
     TOTP. (Upstream appends the TOTP after all data lines; the two agree
     whenever the data has exactly five lines, the only form upstream makes.)
 
+    :param data: the data text, or what :func:`parse_payload_data` returned
+        for it (then it is not parsed a second time).
     :raises MalformedPayloadError: naming the broken rule.
     """
-    parsed = parse_payload_data(data)
+    parsed = data if isinstance(data, PayloadData) else parse_payload_data(data)
     validate_nonce(nonce_b64)
     try:
         key = KeyIndicator(indicator)
     except ValueError:
         raise MalformedPayloadError("key indicator must be '0' or '1'") from None
 
-    lines = data.split("\n")
+    lines = parsed.text.split("\n")
     if totp is not None:
         # offline_body validates the TOTP the same way the signer will use it.
         offline_body(parsed.operation_id, parsed.operation_data_text, totp)

@@ -24,7 +24,13 @@ from powerauth.errors import (
     MalformedPayloadError,
     SignatureMismatchError,
 )
-from powerauth.payload import KeyIndicator, build_offline_payload, parse_payload_data
+from powerauth.payload import (
+    KeyIndicator,
+    PayloadData,
+    PayloadDraft,
+    build_offline_payload,
+    parse_payload_data,
+)
 from powerauth.signature import SignatureType, normalize_code, verify_offline_code
 from webapp.config import ServerSettings
 from webapp.models import Activation, ActivationStatus, Application
@@ -76,10 +82,11 @@ class VerifyResult:
     counter_offset: int | None = None
 
 
-def validate_data(data: str, settings: ServerSettings) -> str:
+def validate_data(data: str, settings: ServerSettings) -> PayloadData:
     """Check a payload's ``data``: UTF-8, size, and the line structure of SPEC 3.1.
 
-    :returns: the operation id (line 1).
+    :returns: the parsed lines, which :func:`_draft` builds the payload from
+        without parsing them again.
     :raises InvalidRequestError: naming ``data`` and the broken rule.
     """
     try:
@@ -95,7 +102,15 @@ def validate_data(data: str, settings: ServerSettings) -> str:
         parsed = parse_payload_data(data)
     except MalformedPayloadError as exc:
         raise InvalidRequestError(f"data: {exc}") from exc
-    return str(parsed.operation_id)
+    return parsed
+
+
+def _draft(data: PayloadData, nonce_b64: str, indicator: KeyIndicator) -> PayloadDraft:
+    """The bytes to sign; built before the transaction, as they need no row."""
+    try:
+        return build_offline_payload(data, nonce_b64, indicator)
+    except MalformedPayloadError as exc:
+        raise InvalidRequestError(f"data: {exc}") from exc
 
 
 def _nonce(nonce: str | None) -> str:
@@ -122,8 +137,9 @@ def create_personalized_payload(
     must be ACTIVE.
     """
     check_activation_id(activation_id)
-    operation_id = validate_data(data, settings)
+    parsed = validate_data(data, settings)
     nonce_b64 = _nonce(nonce)
+    draft = _draft(parsed, nonce_b64, KeyIndicator.PERSONALIZED)
     with session.begin():
         # A shared lock: a block or a removal waits until the payload is
         # signed, so no payload is made after the activation stopped being
@@ -136,7 +152,6 @@ def create_personalized_payload(
                 f"payloads are only created for ACTIVE activations, this one is "
                 f"{activation.status}"
             )
-        draft = build_offline_payload(data, nonce_b64, KeyIndicator.PERSONALIZED)
         with token_operation("sign the offline payload"):
             signature = hsm.sign(activation.server_key_label, draft.signed_bytes)
         offline_data = draft.finish(signature)
@@ -148,7 +163,7 @@ def create_personalized_payload(
             result="OK",
             application_id=activation.application_id,
             activation_id=activation.id,
-            reason=f"operation {operation_id}",
+            reason=f"operation {parsed.operation_id}",
         )
     return OfflinePayloadResult(offline_data, nonce_b64)
 
@@ -167,15 +182,15 @@ def create_non_personalized_payload(
     The nonce is always fresh (SPEC 3.2: no caller nonce here).
     """
     check_application_id(application_id)
-    operation_id = validate_data(data, settings)
+    parsed = validate_data(data, settings)
     nonce_b64 = b64(os.urandom(16))
+    draft = _draft(parsed, nonce_b64, KeyIndicator.MASTER)
     with session.begin():
         if session.get(Application, application_id) is None:
             raise ApplicationNotFoundError(
                 f"application {application_id} does not exist"
             )
         master = newest_master_key(session, application_id)
-        draft = build_offline_payload(data, nonce_b64, KeyIndicator.MASTER)
         with token_operation("sign the offline payload"):
             signature = hsm.sign(master.key_label, draft.signed_bytes)
         offline_data = draft.finish(signature)
@@ -186,7 +201,7 @@ def create_non_personalized_payload(
             action="payload_non_personalized",
             result="OK",
             application_id=application_id,
-            reason=f"operation {operation_id}",
+            reason=f"operation {parsed.operation_id}",
         )
     return OfflinePayloadResult(offline_data, nonce_b64)
 
