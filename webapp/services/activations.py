@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -176,14 +176,28 @@ def lock_activation(
     locked (``FOR UPDATE OF activation``), so activations of one application
     still do not wait for each other.
     """
-    query = select(Activation).where(Activation.id == activation_id)
+    query = _LOCK_QUERIES[shared, with_application]
+    return session.scalars(query, {"activation_id": activation_id}).first()
+
+
+def _lock_query(*, shared: bool, with_application: bool) -> Select[Activation]:
+    query = select(Activation).where(Activation.id == bindparam("activation_id"))
     if with_application:
         query = query.options(joinedload(Activation.application, innerjoin=True))
-    return session.scalars(
-        query.with_for_update(read=shared, of=Activation).execution_options(
-            populate_existing=True
-        )
-    ).first()
+    return query.with_for_update(read=shared, of=Activation).execution_options(
+        populate_existing=True
+    )
+
+
+# Built once: statements are immutable, and building one cost about a tenth
+# of a millisecond on every payload creation and verification.
+_LOCK_QUERIES = {
+    (shared, with_application): _lock_query(
+        shared=shared, with_application=with_application
+    )
+    for shared in (False, True)
+    for with_application in (False, True)
+}
 
 
 def _require(session: Session, activation_id: str) -> Activation:
