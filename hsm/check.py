@@ -402,7 +402,7 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join([line(header), rule, *(line(c) for c in cells)])
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--module",
     envvar="PKCS11_MODULE",

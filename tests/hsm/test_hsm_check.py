@@ -76,3 +76,11 @@ def test_check_with_raw_peer_encoding(hsm: HSM) -> None:
 
     assert result.exit_code == 0, result.output
     assert "CKM_ECDH1_DERIVE (CKD_NULL, peer raw)" in result.output
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_check_help_has_a_short_alias(flag: str) -> None:
+    result = CliRunner().invoke(main, [flag])
+    assert result.exit_code == 0, result.output
+    assert "--token-label" in result.output
+    assert "-h, --help" in result.output
