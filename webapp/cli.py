@@ -1,25 +1,32 @@
-"""Admin commands: ``flask --app webapp <group> <command>``.
+"""Admin commands: ``scripts/admin <group> <command>`` (``python -m webapp``).
 
 Groups: ``db`` (schema), ``application`` and ``activation``. They call the same
 services as the REST API, with ``cli`` as the actor in the audit trail.
 Import commands read JSON files (``-`` for standard input) rather than
 options, so that private keys do not end up in shell history or ``ps``.
+
+``flask --app webapp <group> <command>`` runs the same commands; :func:`main`
+adds that a wrong setting or token comes out as one ``Error:`` line and exit
+status 1 instead of a traceback.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, FlaskGroup
 from sqlalchemy.orm import Session
 
+from hsm.errors import HSMError
 from webapp import db, services
-from webapp.config import DEFAULTS, redacted
+from webapp.config import DEFAULTS, SettingsError, redacted
 from webapp.extensions import get_hsm, get_settings
 from webapp.rest.envelope import iso
 from webapp.services import imports
@@ -27,10 +34,21 @@ from webapp.services.encoding import b64
 from webapp.services.errors import ServiceError
 
 ACTOR = "cli"
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+# What a wrong setting or token raises: SettingsError, the ValueError of a
+# DATABASE_URL the engine refuses, and the HSM layer's errors (their messages
+# name the setting and never hold the PIN).
+SETUP_ERRORS: tuple[type[Exception], ...] = (SettingsError, ValueError, HSMError)
 
-db_group = AppGroup("db", help="Create or migrate the database schema.")
-application_group = AppGroup("application", help="Manage applications.")
-activation_group = AppGroup("activation", help="Manage activations.")
+db_group = AppGroup(
+    "db", help="Create or migrate the database schema.", context_settings=HELP_OPTIONS
+)
+application_group = AppGroup(
+    "application", help="Manage applications.", context_settings=HELP_OPTIONS
+)
+activation_group = AppGroup(
+    "activation", help="Manage activations.", context_settings=HELP_OPTIONS
+)
 
 
 @contextmanager
@@ -40,6 +58,8 @@ def _session() -> Iterator[Session]:
         yield session
     except ServiceError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    except HSMError as exc:
+        raise click.ClickException(f"the token: {exc}") from exc
     finally:
         session.close()
 
@@ -295,3 +315,48 @@ def activation_import(file: Any) -> None:
 def register_commands(app: Flask) -> None:
     for group in (db_group, application_group, activation_group):
         app.cli.add_command(group)
+
+
+class _AdminGroup(FlaskGroup):
+    """The Flask command group, with setup errors as one ``Error:`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SETUP_ERRORS as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the admin commands on the app the environment describes.
+
+    The app is built before the command line is parsed, so that a wrong
+    setting stops even ``--help`` with one line rather than a traceback.
+    """
+    from webapp import create_app
+
+    # The command's own output says what went wrong; the library's warnings
+    # (the throw-away SECRET_KEY, token retries) would only repeat it.
+    logging.basicConfig(
+        level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = create_app()
+    except SETUP_ERRORS as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    group = _AdminGroup(
+        create_app=lambda: app,
+        load_dotenv=False,
+        set_debug_flag=False,
+        context_settings=HELP_OPTIONS,
+        help="PowerAuth server admin commands.",
+    )
+    # The app is given: --app, --env-file and --debug would be ignored or
+    # misleading here.
+    group.params = [
+        param
+        for param in group.params
+        if param.name not in ("app", "env_file", "debug")
+    ]
+    group.main(args=list(argv) if argv is not None else None, prog_name="admin")
