@@ -175,9 +175,14 @@ class AuditRecord(Base):
 
 
 class BankOperationStatus(enum.StrEnum):
-    """PENDING until confirmed, cancelled, or out of attempts (FAILED)."""
+    """PENDING until confirmed, cancelled, or out of attempts (FAILED).
+
+    VERIFYING: one submitted code is being checked by the server; no other
+    submission may use the operation until it is back to PENDING or finished.
+    """
 
     PENDING = "PENDING"
+    VERIFYING = "VERIFYING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
@@ -236,3 +241,4 @@ class BankPayment(Base):
     due_date: Mapped[str] = mapped_column(String(10))
     note: Mapped[str | None] = mapped_column(String(140))
     confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zxingcpp
@@ -31,6 +33,7 @@ from webapp import create_app
 from webapp.config import SettingsError
 from webapp.db import new_session
 from webapp.models import BankOperation
+from webapp.pages.client import _CLIENT_KEY, ClientError
 
 pytestmark = pytest.mark.softhsm
 
@@ -540,3 +543,138 @@ def test_payment_notes_are_escaped_per_spec4(
     assert [n.text for n in notes] == [" ".join(note.split())]
     code = device.sign(verified, pin=PIN).code
     assert post(logged_in, url, {"code": code}).status_code == 302
+
+
+class SecondSubmitDuringVerify:
+    """A pages client that lets a second submission in while the first is checked."""
+
+    def __init__(self, inner: Any, second: Callable[[], Any]) -> None:
+        self._inner = inner
+        self._second = second
+        self.second_response: Any = None
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def verify_offline(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        result = self._inner.verify_offline(*args, **kwargs)
+        if self.calls == 1:
+            self.second_response = self._second()
+        return result
+
+
+def _double_submit(app: Flask, first: FlaskClient, url: str, code: str) -> Any:
+    """Submit ``code`` twice on one session, the second during the first's check."""
+    second = app.test_client()
+    cookie = first.get_cookie("session")
+    assert cookie is not None
+    second.set_cookie("session", cookie.value)
+    wrapper = SecondSubmitDuringVerify(
+        app.extensions[_CLIENT_KEY], lambda: post(second, url, {"code": code})
+    )
+    app.extensions[_CLIENT_KEY] = wrapper
+    try:
+        response = post(first, url, {"code": code})
+    finally:
+        app.extensions[_CLIENT_KEY] = wrapper._inner
+    return response, wrapper
+
+
+def test_double_submission_reaches_the_server_once(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    # Regression: the second submission used to re-send the used code, which
+    # the server counted as a failed attempt on the device.
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    activation_id = device.activations()[0].activation_id
+
+    response, wrapper = _double_submit(app, logged_in, url, code)
+
+    assert response.status_code == 302
+    again = wrapper.second_response
+    assert again.status_code == 409
+    page = again.get_data(as_text=True)
+    assert "being processed" in page and NOT_ACCEPTED not in page
+    assert wrapper.calls == 1
+    assert activation_view(app, activation_id).failed_attempts == 0
+    assert "already confirmed" in post(logged_in, url, {"code": code}).get_data(
+        as_text=True
+    )
+
+
+def test_double_submission_on_the_last_attempts_books_the_payment(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    # Regression: after three typos the second submission took the last
+    # attempt and marked the operation FAILED while the server accepted the
+    # first one: no payment was booked.
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    for _ in range(3):
+        assert post(logged_in, url, {"code": wrong(code)}).status_code == 400
+
+    response, wrapper = _double_submit(app, logged_in, url, code)
+
+    assert response.status_code == 302
+    assert wrapper.calls == 1
+    assert "Payment confirmed" in logged_in.get(url).get_data(as_text=True)
+    account = logged_in.get("/account").get_data(as_text=True)
+    assert account.count("1250.50 CZK") == 1
+
+
+class UnreachableServer:
+    """A pages client whose verify call fails as a lost connection would."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def verify_offline(self, *args: Any, **kwargs: Any) -> Any:
+        raise ClientError("the PowerAuth server cannot be reached")
+
+
+def test_server_error_puts_the_operation_back_to_pending(
+    app: Flask, logged_in: FlaskClient, clock: Clock, device: Device
+) -> None:
+    url, text = start_payment(logged_in, clock)
+    code = device.sign(text, pin=PIN).code
+    inner = app.extensions[_CLIENT_KEY]
+    app.extensions[_CLIENT_KEY] = UnreachableServer(inner)
+    try:
+        failed = post(logged_in, url, {"code": code})
+    finally:
+        app.extensions[_CLIENT_KEY] = inner
+
+    assert failed.status_code == 503
+    stored = stored_operation(app, url.rsplit("/", 1)[1])
+    assert (stored.status, stored.attempts_left) == ("PENDING", 4)
+    assert post(logged_in, url, {"code": code}).status_code == 302
+
+
+def test_server_error_on_the_last_attempt_fails_the_operation(
+    tmp_path: Path, clock: Clock
+) -> None:
+    app = make_app(tmp_path, clock, BANK_OPERATION_ATTEMPTS=1)
+    try:
+        user = unique("carol")
+        device = enroll(app, user, tmp_path / "phone")
+        client = app.test_client()
+        login(client, user, device)
+        url, _ = start_payment(client, clock)
+        inner = app.extensions[_CLIENT_KEY]
+        app.extensions[_CLIENT_KEY] = UnreachableServer(inner)
+        try:
+            assert post(client, url, {"code": "1234567887654321"}).status_code == 503
+        finally:
+            app.extensions[_CLIENT_KEY] = inner
+
+        stored = stored_operation(app, url.rsplit("/", 1)[1])
+        assert (stored.status, stored.attempts_left) == ("FAILED", 0)
+        assert stored.finished_at == clock()
+    finally:
+        app.extensions["powerauth.engine"].dispose()

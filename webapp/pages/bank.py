@@ -207,7 +207,8 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
     settings = get_settings()
     reason = operations.availability(operation, settings.now())
     if reason is not None:
-        return _operation_page(template, operation, status=400)
+        busy = reason == "processing"
+        return _operation_page(template, operation, status=409 if busy else 400)
     try:
         code = operations.parse_code(
             request.form.get("code", ""), settings.component_length
@@ -254,9 +255,10 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
         )
     if outcome.result == "blocked":
         return render_template("bank/blocked.html", status=outcome.status), 403
+    busy = outcome.result == "processing"
     return render_template(
         "bank/unavailable.html", reason=outcome.result, kind=operation.kind
-    ), 400
+    ), 409 if busy else 400
 
 
 @bp.post("/login/<operation_id>")

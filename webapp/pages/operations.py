@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select, update
+from sqlalchemy import case, literal, select, update
 from sqlalchemy.orm import Session
 
 from powerauth.errors import MalformedCodeError, OperationDataError
@@ -32,7 +32,12 @@ from powerauth.operation_data import (
 from powerauth.payload import build_payload_data
 from powerauth.signature import normalize_code, offline_body, signature_base_string
 from webapp.config import ServerSettings
-from webapp.models import BankOperation, BankOperationStatus, BankPayment
+from webapp.models import (
+    BankOperation,
+    BankOperationStatus,
+    BankPayment,
+    UTCDateTime,
+)
 from webapp.pages.client import PowerAuthClient
 
 LOGIN = "login"
@@ -241,6 +246,8 @@ def availability(operation: BankOperation, now: datetime) -> str | None:
         return "failed"
     if operation.expires_at <= now:
         return "expired"
+    if operation.status is BankOperationStatus.VERIFYING:
+        return "processing"
     return None
 
 
@@ -267,8 +274,13 @@ class Outcome:
     status: str | None = None
 
 
-def _take_attempt(session: Session, operation_id: str, now: datetime) -> bool:
-    """Spend one attempt of a pending, unexpired operation (one atomic UPDATE)."""
+def _claim(session: Session, operation_id: str, now: datetime) -> bool:
+    """Spend one attempt and mark the operation VERIFYING (one atomic UPDATE).
+
+    Only one submission wins the PENDING -> VERIFYING change, so a double
+    click never sends an already used code to the server (which would count
+    a failed attempt on the device) and never races the confirmation.
+    """
     with session.begin():
         changed = session.execute(
             update(BankOperation)
@@ -278,9 +290,34 @@ def _take_attempt(session: Session, operation_id: str, now: datetime) -> bool:
                 BankOperation.attempts_left > 0,
                 BankOperation.expires_at > now,
             )
-            .values(attempts_left=BankOperation.attempts_left - 1)
+            .values(
+                status=BankOperationStatus.VERIFYING,
+                attempts_left=BankOperation.attempts_left - 1,
+            )
         )
         return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+def _release(session: Session, operation_id: str, now: datetime) -> None:
+    """VERIFYING back to PENDING, or FAILED when no attempt is left."""
+    with session.begin():
+        session.execute(
+            update(BankOperation)
+            .where(
+                BankOperation.id == operation_id,
+                BankOperation.status == BankOperationStatus.VERIFYING,
+            )
+            .values(
+                status=case(
+                    (BankOperation.attempts_left > 0, BankOperationStatus.PENDING),
+                    else_=BankOperationStatus.FAILED,
+                ),
+                finished_at=case(
+                    (BankOperation.attempts_left > 0, None),
+                    else_=literal(now, UTCDateTime()),
+                ),
+            )
+        )
 
 
 def _finish(
@@ -289,13 +326,15 @@ def _finish(
     status: BankOperationStatus,
     now: datetime,
     payment: BankPayment | None = None,
+    *,
+    from_status: BankOperationStatus = BankOperationStatus.PENDING,
 ) -> bool:
     with session.begin():
         changed = session.execute(
             update(BankOperation)
             .where(
                 BankOperation.id == operation_id,
-                BankOperation.status == BankOperationStatus.PENDING,
+                BankOperation.status == from_status,
             )
             .values(status=status, finished_at=now)
         )
@@ -321,15 +360,21 @@ def confirm(
 
     ``activation_id`` None means the user has no device that could have made
     the code: the attempt is spent and the answer looks like a wrong code.
-    The operation's own attempts are spent before the server is asked, so
-    two parallel submissions cannot both pass the last attempt.
+    The operation is claimed (one attempt spent, status VERIFYING) before the
+    server is asked, so a second submission of the same operation, parallel
+    or repeated, never reaches the server: it reads ``processing`` while the
+    first one is checked and ``used`` once it is confirmed.
+
+    :raises ClientError: the server could not be asked; the operation is
+        PENDING again (its attempt stays spent: the server may have counted
+        it).
     """
     now = settings.now()
     reason = availability(operation, now)
     if reason is not None:
         return Outcome(reason)
     before = operation.attempts_left
-    if not _take_attempt(session, operation.id, now):
+    if not _claim(session, operation.id, now):
         fresh = load_operation(session, operation.id)
         return Outcome((availability(fresh, now) if fresh else None) or "failed")
     left = before - 1
@@ -337,10 +382,15 @@ def confirm(
     if activation_id is None:
         verification = None
     else:
-        verification = client.verify_offline(
-            activation_id, base_string(operation), code, allow_biometry=False
-        )
+        try:
+            verification = client.verify_offline(
+                activation_id, base_string(operation), code, allow_biometry=False
+            )
+        except Exception:
+            _release(session, operation.id, now)
+            raise
 
+    verifying = BankOperationStatus.VERIFYING
     if verification is not None and verification.valid:
         payment = None
         if operation.kind == PAYMENT:
@@ -357,20 +407,40 @@ def confirm(
                 note=details.get("note"),
                 confirmed_at=now,
             )
-        if _finish(session, operation.id, BankOperationStatus.CONFIRMED, now, payment):
+        if _finish(
+            session,
+            operation.id,
+            BankOperationStatus.CONFIRMED,
+            now,
+            payment,
+            from_status=verifying,
+        ):
             return Outcome("confirmed", activation_id=activation_id)
         return Outcome("used")
 
     if verification is not None and verification.status != "ACTIVE":
-        _finish(session, operation.id, BankOperationStatus.FAILED, now)
+        _finish(
+            session,
+            operation.id,
+            BankOperationStatus.FAILED,
+            now,
+            from_status=verifying,
+        )
         return Outcome(
             "blocked", activation_id=activation_id, status=verification.status
         )
     if verification is not None and verification.remaining_attempts is not None:
         left = min(left, verification.remaining_attempts)
     if left <= 0:
-        _finish(session, operation.id, BankOperationStatus.FAILED, now)
+        _finish(
+            session,
+            operation.id,
+            BankOperationStatus.FAILED,
+            now,
+            from_status=verifying,
+        )
         return Outcome("failed")
+    _release(session, operation.id, now)
     return Outcome("wrong", attempts_left=left, activation_id=activation_id)
 
 
