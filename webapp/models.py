@@ -242,3 +242,23 @@ class BankPayment(Base):
     note: Mapped[str | None] = mapped_column(String(140))
     confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
+
+class BankLoginGuard(Base):
+    """Failed bank logins of one username, and its login lock-out.
+
+    Each failed login code also counts as a failed attempt on the device
+    (SPEC 6.2), and anyone may type a username. The bank locks a username's
+    login for a while after fewer failures than the device's limit, so an
+    anonymous guesser cannot block the device in one burst. Rows exist for
+    unknown usernames too: the lock-out looks the same for every name.
+    """
+
+    __tablename__ = "bank_login_guard"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Failed logins since the last successful one.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set while one login code of this user is being checked: a second one
+    # waits, so parallel guesses cannot overrun the lock-out.
+    checking_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -475,6 +475,8 @@ def test_secret_key_required_in_production_and_cookie_secure(tmp_path: Path) -> 
         ("BANK_OPERATION_TTL_SECONDS", 0),
         ("BANK_OPERATION_ATTEMPTS", "5"),
         ("RATE_LIMIT_CODE_PER_MINUTE", 0),
+        ("LOGIN_LOCKOUT_MINUTES", 0),
+        ("LOGIN_LOCKOUT_FAILURES", 5),  # not below MAX_FAILED_ATTEMPTS (5)
     ],
 )
 def test_page_settings_are_checked(tmp_path: Path, name: str, value: object) -> None:
@@ -654,6 +656,98 @@ def test_server_error_puts_the_operation_back_to_pending(
     stored = stored_operation(app, url.rsplit("/", 1)[1])
     assert (stored.status, stored.attempts_left) == ("PENDING", 4)
     assert post(logged_in, url, {"code": code}).status_code == 302
+
+
+LOCKED = "Too many failed logins for this username"
+
+
+def failed_login(client: FlaskClient, username: str) -> Any:
+    """Start a login for ``username`` and type a code no device made."""
+    started = post(client, "/login", {"username": username})
+    if started.status_code != 302:
+        return started
+    return post(client, started.headers["Location"], {"code": "1234567887654321"})
+
+
+def test_anonymous_failed_logins_lock_the_login_not_the_device(
+    app: Flask, user: str, device: Device
+) -> None:
+    # Regression: five anonymous wrong login codes used to block the device.
+    activation_id = device.activations()[0].activation_id
+    attacker = app.test_client()  # no session, knows only the user name
+
+    answers = [failed_login(attacker, user) for _ in range(5)]
+
+    assert [a.status_code for a in answers] == [400, 400, 429, 429, 429]
+    assert "4 attempts left" in answers[0].get_data(as_text=True)
+    for answer in answers[2:]:
+        assert LOCKED in answer.get_data(as_text=True)
+        assert "15 more minute(s)" in answer.get_data(as_text=True)
+    view = activation_view(app, activation_id)
+    assert (view.status, view.failed_attempts) == ("ACTIVE", 3)
+
+
+def test_login_lockout_reads_the_same_for_an_unknown_user(
+    app: Flask, user: str, device: Device
+) -> None:
+    known = [failed_login(app.test_client(), user) for _ in range(4)]
+    nobody = unique("nobody")
+    unknown = [failed_login(app.test_client(), nobody) for _ in range(4)]
+
+    for answers in (known, unknown):
+        assert [a.status_code for a in answers] == [400, 400, 429, 429]
+        assert [LOCKED in a.get_data(as_text=True) for a in answers] == [
+            False,
+            False,
+            True,
+            True,
+        ]
+
+
+def test_login_lockout_ends_and_a_success_resets_the_count(
+    app: Flask, clock: Clock, user: str, device: Device
+) -> None:
+    for _ in range(3):
+        failed_login(app.test_client(), user)
+    locked = post(app.test_client(), "/login", {"username": user})
+    assert locked.status_code == 429 and LOCKED in locked.get_data(as_text=True)
+
+    clock.advance(minutes=15, seconds=1)
+    # The count stays until a successful login: one more failure locks again.
+    assert LOCKED in failed_login(app.test_client(), user).get_data(as_text=True)
+    clock.advance(minutes=15, seconds=1)
+    login(app.test_client(), user, device)
+    activation_id = device.activations()[0].activation_id
+    assert activation_view(app, activation_id).failed_attempts == 0
+    again = failed_login(app.test_client(), user)
+    assert again.status_code == 400 and LOCKED not in again.get_data(as_text=True)
+
+
+def test_one_login_code_per_username_is_checked_at_a_time(
+    app: Flask, user: str, device: Device
+) -> None:
+    first, second = app.test_client(), app.test_client()
+    first_url = post(first, "/login", {"username": user}).headers["Location"]
+    second_url = post(second, "/login", {"username": user}).headers["Location"]
+    code = device.sign(qr_text(first.get(first_url).get_data(as_text=True)), pin=PIN)
+    wrapper = SecondSubmitDuringVerify(
+        app.extensions[_CLIENT_KEY],
+        lambda: post(second, second_url, {"code": "1234567887654321"}),
+    )
+    app.extensions[_CLIENT_KEY] = wrapper
+    try:
+        done = post(first, first_url, {"code": code.code})
+    finally:
+        app.extensions[_CLIENT_KEY] = wrapper._inner
+
+    assert done.status_code == 302
+    busy = wrapper.second_response
+    assert busy.status_code == 409
+    assert "being checked" in busy.get_data(as_text=True)
+    assert wrapper.calls == 1
+    # The busy answer spent nothing: the second login can still be tried.
+    retried = post(second, second_url, {"code": "1234567887654321"})
+    assert "4 attempts left" in retried.get_data(as_text=True)
 
 
 def test_server_error_on_the_last_attempt_fails_the_operation(

@@ -11,6 +11,8 @@ Settings (``POWERAUTH_<NAME>`` in the environment, like the server's):
 - ``BANK_OPERATION_TTL_SECONDS`` (300) and ``BANK_OPERATION_ATTEMPTS`` (5).
 - ``RATE_LIMIT_CODE_PER_MINUTE`` and ``RATE_LIMIT_LOGIN_PER_MINUTE`` per client
   address (kept in process memory: per worker process).
+- ``LOGIN_LOCKOUT_FAILURES`` (3) failed logins lock a username's login for
+  ``LOGIN_LOCKOUT_MINUTES`` (15); kept in the database (all workers).
 - ``CONSOLE_PASSWORD``: the pilot console's password; empty switches it off.
 - ``SIMULATOR_ENABLED`` (on outside production) and ``SIMULATOR_STATE_DIR``.
 """
@@ -35,6 +37,10 @@ PAGE_DEFAULTS: dict[str, Any] = {
     "BANK_OPERATION_ATTEMPTS": 5,
     "RATE_LIMIT_CODE_PER_MINUTE": 20,
     "RATE_LIMIT_LOGIN_PER_MINUTE": 20,
+    # Below the device's failed-attempt limit (MAX_FAILED_ATTEMPTS, 5), so
+    # that failed logins alone never block a device.
+    "LOGIN_LOCKOUT_FAILURES": 3,
+    "LOGIN_LOCKOUT_MINUTES": 15,
     "CONSOLE_PASSWORD": "",
     "SIMULATOR_STATE_DIR": "",
 }
@@ -58,12 +64,24 @@ def _validate(app: Flask) -> None:
         ("BANK_OPERATION_ATTEMPTS", 1, 64),
         ("RATE_LIMIT_CODE_PER_MINUTE", 1, 10_000),
         ("RATE_LIMIT_LOGIN_PER_MINUTE", 1, 10_000),
+        ("LOGIN_LOCKOUT_FAILURES", 1, 64),
+        ("LOGIN_LOCKOUT_MINUTES", 1, 24 * 60),
     ):
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int):
             raise SettingsError(f"{name} must be an integer")
         if not low <= value <= high:
             raise SettingsError(f"{name} must be within {low}..{high}, got {value}")
+    # The in-process server gives new devices MAX_FAILED_ATTEMPTS; a remote
+    # one has its own setting, which this app cannot read.
+    if (
+        not config["API_URL"]
+        and config["LOGIN_LOCKOUT_FAILURES"] >= config["MAX_FAILED_ATTEMPTS"]
+    ):
+        raise SettingsError(
+            "LOGIN_LOCKOUT_FAILURES must be below MAX_FAILED_ATTEMPTS, so that "
+            "failed logins cannot block a device"
+        )
 
 
 def init_pages(app: Flask) -> None:

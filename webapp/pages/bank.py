@@ -1,7 +1,8 @@
 """The demo bank: login and payments confirmed with offline codes from QR codes.
 
 Failure answers are uniform: an unknown user, a user without a usable device
-and a wrong code all read "The code was not accepted".
+and a wrong code all read "The code was not accepted", and the login lock-out
+(:mod:`webapp.pages.lockout`) counts and locks every username the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from powerauth.operation_data import Template, build_operation_data
 from webapp.db import get_session
 from webapp.extensions import get_settings
 from webapp.models import BankOperation
-from webapp.pages import operations, qr
+from webapp.pages import lockout, operations, qr
 from webapp.pages.client import Activation, ClientError, get_client
 from webapp.pages.operations import LOGIN, PAYMENT, FormError
 from webapp.pages.security import limit
@@ -35,6 +36,15 @@ bp = Blueprint("bank", __name__)
 
 NOT_ACCEPTED = "The code was not accepted. Check the digits and try again."
 LOGIN_UNAVAILABLE = "Login is not possible right now. Try again later."
+LOGIN_BUSY = "A code for this login is being checked. Wait a moment and try again."
+# The same words for every username, known or not.
+LOGIN_LOCKED = (
+    "Too many failed logins for this username. Logging in is locked for "
+    "{minutes} more minute(s)."
+)
+# Outcomes of operations.confirm that count for the login lock-out: True a
+# successful login, False a failed one; others checked no code.
+_LOGIN_VERDICTS = {"confirmed": True, "wrong": False, "failed": False, "blocked": False}
 USABLE = ("ACTIVE", "BLOCKED")
 
 
@@ -78,6 +88,9 @@ def login_start() -> BaseResponse | tuple[str, int]:
         username = operations.check_username(request.form.get("username", ""))
     except FormError as exc:
         return render_template("bank/login.html", error=exc.message, username=""), 400
+    refusal = lockout.locked(get_session(), username, get_settings().now())
+    if refusal is not None:
+        return _login_refused(refusal, username)
     client = get_client()
     try:
         devices = _devices(username)
@@ -112,6 +125,15 @@ def login_start() -> BaseResponse | tuple[str, int]:
         ), 503
     session["login_op"] = operation.id
     return redirect(url_for("bank.login_confirm", operation_id=operation.id))
+
+
+def _login_refused(refusal: lockout.Refusal, username: str) -> tuple[str, int]:
+    if refusal.reason == "busy":
+        return render_template(
+            "bank/login.html", error=LOGIN_BUSY, username=username
+        ), 409
+    message = LOGIN_LOCKED.format(minutes=refusal.minutes)
+    return render_template("bank/login.html", error=message, username=username), 429
 
 
 def _login_operation(operation_id: str) -> BankOperation:
@@ -227,13 +249,35 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
             error="Choose the device that shows the code.",
             status=400,
         )
+    guarded = operation.kind == LOGIN
+    if guarded:
+        refusal = lockout.begin(get_session(), operation.user_id, settings.now())
+        if refusal is not None:
+            return _login_refused(refusal, operation.user_id)
+    verdict: bool | None = None
     try:
         outcome = operations.confirm(
             get_session(), get_client(), settings, operation, code, activation_id
         )
+        verdict = _LOGIN_VERDICTS.get(outcome.result)
     except ClientError as exc:
         current_app.logger.warning("verification failed: %s", exc.message)
         return render_template("bank/error.html", message=LOGIN_UNAVAILABLE), 503
+    finally:
+        if guarded:
+            lockout.finish(
+                get_session(),
+                operation.user_id,
+                settings.now(),
+                verdict,
+                max_failures=int(_config("LOGIN_LOCKOUT_FAILURES")),
+                lock_for=timedelta(minutes=int(_config("LOGIN_LOCKOUT_MINUTES"))),
+            )
+    if guarded and outcome.result in ("wrong", "failed"):
+        refusal = lockout.locked(get_session(), operation.user_id, settings.now())
+        if refusal is not None:
+            # The failure that locked the login: say so instead of "N attempts left".
+            return _login_refused(refusal, operation.user_id)
     if outcome.result == "confirmed":
         if operation.kind == LOGIN:
             # A fresh session for the logged-in user; a pilot console sign-in
