@@ -11,11 +11,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mtoken import Device, StateStore
+from mtoken.errors import AmbiguousActivationError
 from tests.web.pages_testing import (
     CONSOLE_PASSWORD,
     PIN,
     Clock,
     activation_view,
+    enroll,
     login,
     make_app,
     payment_form,
@@ -291,7 +293,7 @@ def test_simulator_with_two_devices_signs_a_master_key_qr(
 
     unnamed = post(client, "/simulator/scan", {"payload": text})
     assert unnamed.status_code == 400
-    assert "activations are stored" in unnamed.get_data(as_text=True)
+    assert "Several devices are stored" in unnamed.get_data(as_text=True)
     named = post(
         client,
         "/simulator/scan",
@@ -323,3 +325,46 @@ def test_simulator_uses_rest_basic_auth_in_process(
     code = create_activation(client, app, unique("hank"))
     assert "stored (ACTIVE)" in simulator_activate(client, code)
     app.extensions["powerauth.engine"].dispose()
+
+
+def test_simulator_asks_for_the_device_list_not_a_cli_option(
+    app: Flask, client: FlaskClient, user: str
+) -> None:
+    store = Path(app.config["SIMULATOR_STATE_DIR"])
+    enroll(app, user, store, name="Phone")
+    enroll(app, user, store, name="Tablet")
+    chosen = Device(StateStore(store)).activations()[1].activation_id
+    started = post(client, "/login", {"username": user})
+    text = qr_text(client.get(started.headers["Location"]).get_data(as_text=True))
+
+    ambiguous = post(client, "/simulator/scan", {"payload": text})
+
+    page = html.unescape(ambiguous.get_data(as_text=True))
+    assert ambiguous.status_code == 400
+    assert 'pick one in the "Device" list' in page
+    assert "--activation" not in page
+    picked = post(client, "/simulator/scan", {"payload": text, "activation_id": chosen})
+    assert picked.status_code == 200
+    # The command line keeps the library's hint.
+    with pytest.raises(AmbiguousActivationError, match="--activation"):
+        Device(StateStore(store)).scan(text)
+
+
+def test_simulator_ignores_whitespace_around_pasted_qr_text(
+    app: Flask, client: FlaskClient, user: str, device: Device, clock: Clock
+) -> None:
+    login(client, user, device)
+    url = post(client, "/payment/new", payment_form(clock)).headers["Location"]
+    text = qr_text(client.get(url).get_data(as_text=True))
+    StateStore(app.config["SIMULATOR_STATE_DIR"]).save(device.activations()[0])
+
+    scanned = post(client, "/simulator/scan", {"payload": f" \r\n {text} \r\n"})
+
+    assert scanned.status_code == 200, scanned.get_data(as_text=True)
+    assert "1,250.50 CZK" in scanned.get_data(as_text=True)
+    signed = post(client, "/simulator/sign", {"payload": f"  {text}\t", "pin": PIN})
+    assert signed.status_code == 200
+    # Inside the text, whitespace is the parser's to judge.
+    first, rest = text.split("\n", 1)
+    broken = post(client, "/simulator/scan", {"payload": f"{first} \n{rest}"})
+    assert broken.status_code == 400

@@ -27,7 +27,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from mtoken import Device, FlaskClientTransport, HttpTransport, StateStore, Transport
 from mtoken.display import describe_operation
-from mtoken.errors import MTokenError
+from mtoken.errors import AmbiguousActivationError, MTokenError
 from mtoken.qr import decode_qr_image
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
@@ -92,6 +92,18 @@ def _page(status: int = 200, **extra: Any) -> tuple[str, int]:
     return render_template("simulator/index.html", **context), status
 
 
+def _error_text(exc: MTokenError) -> str:
+    """The message the page shows for ``exc``: the library's, except where
+    that is a command-line hint (``--activation``) with no meaning here."""
+    if isinstance(exc, AmbiguousActivationError):
+        return (
+            "Several devices are stored and this QR code (signed with the "
+            'master key) fits any of them: pick one in the "Device" list, then '
+            "scan again."
+        )
+    return str(exc)
+
+
 @bp.get("/")
 def index() -> tuple[str, int]:
     return _page()
@@ -130,9 +142,12 @@ def _form_text(name: str) -> str:
     """A multi-line form field with the browser's CRLF line breaks made LF.
 
     Browsers send every line break of a form field as CRLF; the QR payload
-    separates its lines with a single LF (SPEC 3.1).
+    separates its lines with a single LF (SPEC 3.1). Whitespace around the
+    whole text (a stray space or line break picked up when copying) is no
+    part of a QR code and is dropped; whitespace inside it is kept, so the
+    protocol parser still judges the text itself.
     """
-    return request.form.get(name, "").replace("\r\n", "\n").strip("\n")
+    return request.form.get(name, "").replace("\r\n", "\n").strip()
 
 
 def _payload_text() -> str:
@@ -158,7 +173,9 @@ def scan() -> tuple[str, int]:
     try:
         text = _payload_text()
         verified = device().scan(text, chosen)
-    except (MTokenError, _InputError) as exc:
+    except MTokenError as exc:
+        return _page(400, error=_error_text(exc))
+    except _InputError as exc:
         return _page(400, error=str(exc))
     return render_template(
         "simulator/operation.html",
@@ -178,7 +195,7 @@ def sign() -> tuple[str, int]:
     try:
         verified = simulator.scan(text, activation_id or None)
     except MTokenError as exc:
-        return _page(400, error=str(exc))
+        return _page(400, error=_error_text(exc))
     try:
         code = simulator.sign(verified, pin=pin)
     except MTokenError as exc:
