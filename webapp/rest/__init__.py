@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webapp import services
@@ -59,6 +59,35 @@ def _service_error(exc: ServiceError) -> tuple[Response, int]:
 def _too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     return error("ERR0024", f"request body is larger than {limit} bytes")
+
+
+@bp.after_app_request
+def _json_routing_errors(response: Response) -> Response:
+    """Answer an unknown path (404) or method (405) under /rest/ in the envelope.
+
+    Routing errors belong to no blueprint, so this blueprint's error handlers
+    never see them, and the app-wide handlers of the HTML pages (registered
+    after this blueprint, for the same codes) pass /rest/ paths through as
+    Werkzeug's HTML. Every answer passes here, so the HTML body is swapped
+    for the envelope a REST client can parse; the status and the ``Allow``
+    header of a 405 stay.
+    """
+    if (
+        response.status_code in (404, 405)
+        and request.path.startswith("/rest/")
+        and not response.is_json
+    ):
+        if response.status_code == 404:
+            message = f"no such endpoint: {request.path}"
+        else:
+            message = f"method {request.method} is not allowed on {request.path}"
+        replaced, status = error("ERR0024", message, response.status_code)
+        allow = response.headers.get("Allow")
+        if allow:
+            replaced.headers["Allow"] = allow
+        replaced.status_code = status
+        return replaced
+    return response
 
 
 @bp.errorhandler(Exception)
