@@ -37,6 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = settings_module.validate(app.config)
     _require_secret_key(app)
+    _require_rest_protection(app)
 
     db.init_app(app)
     extensions.init_app(app, settings)
@@ -71,3 +72,28 @@ def _require_secret_key(app: Flask) -> None:
     # Development and tests: a random key per process (sessions end on restart).
     app.config["SECRET_KEY"] = os.urandom(32)
     logger.warning("SECRET_KEY is not set; using a random key for this process")
+
+
+def _require_rest_protection(app: Flask) -> None:
+    """Fail fast in production when nothing protects ``/rest/v3``.
+
+    The API lists, blocks and removes activations and imports private keys
+    into the token: it must never answer anyone who reaches the bank pages.
+    """
+    config = app.config
+    if config["ENVIRONMENT"] != "production" or config["REST_BASIC_AUTH"]:
+        return
+    if config["REST_PROTECTED_BY_PROXY"]:
+        logger.warning(
+            "REST_PROTECTED_BY_PROXY is on: /rest/v3 answers without "
+            "authentication and relies on what is in front of this app"
+        )
+        return
+    raise settings_module.SettingsError(
+        "REST_BASIC_AUTH is off in production, so anyone who reaches this app "
+        "could call /rest/v3: set REST_BASIC_AUTH=true with "
+        "REST_BASIC_AUTH_USERS (POWERAUTH_REST_BASIC_AUTH, "
+        "POWERAUTH_REST_BASIC_AUTH_USERS), or REST_PROTECTED_BY_PROXY=true when "
+        "a proxy or private network in front lets only the bank's backends "
+        "reach /rest/v3"
+    )

@@ -49,9 +49,14 @@ DEFAULTS: dict[str, Any] = {
     # (data + nonce + signature, byte mode) stays scannable.
     "PAYLOAD_DATA_MAX_BYTES": 2048,
     # HTTP basic auth on /rest/v3 (upstream powerauth.service.restrictAccess).
+    # Production refuses to start with it off unless REST_PROTECTED_BY_PROXY.
     "REST_BASIC_AUTH": False,
     # {"username": "password", ...}; required when REST_BASIC_AUTH is on.
     "REST_BASIC_AUTH_USERS": {},
+    # True: something in front of this app (a proxy that authenticates, a
+    # private network) lets only the bank's backends reach /rest/v3, so
+    # production may run without REST_BASIC_AUTH.
+    "REST_PROTECTED_BY_PROXY": False,
     # Whole request body limit; Flask answers 413 above it, we turn it into 400.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so",
@@ -124,8 +129,9 @@ def validate(config: Mapping[str, Any]) -> ServerSettings:
             f"got {environment!r}"
         )
 
-    if not isinstance(config.get("REST_BASIC_AUTH"), bool):
-        raise SettingsError("REST_BASIC_AUTH must be true or false")
+    for name in ("REST_BASIC_AUTH", "REST_PROTECTED_BY_PROXY"):
+        if not isinstance(config.get(name), bool):
+            raise SettingsError(f"{name} must be true or false")
 
     users = config.get("REST_BASIC_AUTH_USERS")
     if not isinstance(users, Mapping) or not all(

@@ -84,6 +84,9 @@ def start_gunicorn(database_url: str, preload: bool, log: Path) -> Server:
         "DATABASE_URL": database_url,
         # Shared by all workers, as a deployment must (page sessions).
         "SECRET_KEY": secrets.token_hex(32),
+        # Production refuses an open /rest/v3; this server listens on
+        # 127.0.0.1 only, for the test's own clients.
+        "POWERAUTH_REST_PROTECTED_BY_PROXY": "true",
     }
     if preload:
         app_options = ["--preload", "--pythonpath", "tests/scale", "scale_wsgi:app"]

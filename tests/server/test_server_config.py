@@ -17,6 +17,12 @@ from webapp.extensions import get_hsm, get_settings
 pytestmark = pytest.mark.softhsm
 
 
+PRODUCTION_REST_AUTH = {
+    "REST_BASIC_AUTH": True,
+    "REST_BASIC_AUTH_USERS": {"backend": "a-long-random-password"},
+}
+
+
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'powerauth.sqlite'}"
 
@@ -36,9 +42,46 @@ def test_production_starts_with_secret_key(
 ) -> None:
     monkeypatch.setenv("SECRET_KEY", "a-long-random-value-for-this-test")
 
-    app = create_app({"DATABASE_URL": sqlite_url(tmp_path)})
+    app = create_app({"DATABASE_URL": sqlite_url(tmp_path), **PRODUCTION_REST_AUTH})
 
     assert app.config["ENVIRONMENT"] == "production"
+
+
+def test_production_refuses_an_unauthenticated_rest_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: production used to serve /rest/v3 to anyone by default.
+    monkeypatch.setenv("SECRET_KEY", "a-long-random-value-for-this-test")
+
+    with pytest.raises(SettingsError, match="REST_BASIC_AUTH is off in production"):
+        create_app({"DATABASE_URL": sqlite_url(tmp_path)})
+    with pytest.raises(SettingsError, match="REST_PROTECTED_BY_PROXY=true"):
+        create_app({"DATABASE_URL": sqlite_url(tmp_path)})
+    with pytest.raises(SettingsError, match="REST_BASIC_AUTH_USERS is empty"):
+        create_app({"DATABASE_URL": sqlite_url(tmp_path), "REST_BASIC_AUTH": True})
+
+
+def test_production_without_basic_auth_needs_the_explicit_proxy_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", "a-long-random-value-for-this-test")
+    monkeypatch.setenv("POWERAUTH_REST_PROTECTED_BY_PROXY", "true")
+
+    app = create_app({"DATABASE_URL": sqlite_url(tmp_path)})
+
+    assert app.config["REST_PROTECTED_BY_PROXY"] is True
+    assert app.test_cli_runner().invoke(args=["db", "init"]).exit_code == 0
+    client = app.test_client()
+    body = {"requestObject": {}}
+    assert client.post("/rest/v3/application/list", json=body).status_code == 200
+    get_engine(app).dispose()
+
+
+def test_development_still_starts_without_rest_auth(tmp_path: Path) -> None:
+    app = create_app(
+        {"ENVIRONMENT": "development", "DATABASE_URL": sqlite_url(tmp_path)}
+    )
+    assert app.config["REST_BASIC_AUTH"] is False
 
 
 @pytest.mark.parametrize(
@@ -52,6 +95,7 @@ def test_production_starts_with_secret_key(
         ("MAX_FAILED_ATTEMPTS", "5"),
         ("PAYLOAD_DATA_MAX_BYTES", 10_000),
         ("REST_BASIC_AUTH", "yes"),
+        ("REST_PROTECTED_BY_PROXY", "yes"),
     ],
 )
 def test_out_of_range_settings_are_named(

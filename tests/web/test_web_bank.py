@@ -461,7 +461,13 @@ def test_secret_key_required_in_production_and_cookie_secure(tmp_path: Path) -> 
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         create_app({"ENVIRONMENT": "production", "DATABASE_URL": url, "SECRET_KEY": ""})
     app = create_app(
-        {"ENVIRONMENT": "production", "DATABASE_URL": url, "SECRET_KEY": "k" * 40}
+        {
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": url,
+            "SECRET_KEY": "k" * 40,
+            "REST_BASIC_AUTH": True,
+            "REST_BASIC_AUTH_USERS": {"backend": "a-long-random-password"},
+        }
     )
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SIMULATOR_ENABLED"] is False

@@ -238,6 +238,8 @@ def test_simulator_is_off_in_production(tmp_path: Path, clock: Clock) -> None:
         TESTING=False,
         ENVIRONMENT="production",
         SECRET_KEY="s" * 40,
+        REST_BASIC_AUTH=True,
+        REST_BASIC_AUTH_USERS={"backend": "a-long-random-password"},
     )
     client = app.test_client()
     assert client.get("/simulator/").status_code == 404
