@@ -19,7 +19,12 @@ import click
 
 from mtoken.device import Device, OfflineCode, VerifiedPayload
 from mtoken.display import describe_operation, render_operation
-from mtoken.errors import ActivationCodeError, ImageUnreadableError, MTokenError
+from mtoken.errors import (
+    ActivationCodeError,
+    ImageUnreadableError,
+    MTokenError,
+    NoTerminalError,
+)
 from mtoken.qr import decode_qr_image, read_payload_source
 from mtoken.state import STATE_ENV, DeviceState, StateStore
 from mtoken.transport import HttpTransport
@@ -128,10 +133,7 @@ def cli() -> None:
 @click.option("--signature", metavar="B64", help="The code's signature (Base64).")
 @click.option(
     "--pin",
-    prompt="New PIN",
-    hide_input=True,
-    confirmation_prompt=True,
-    help="The new PIN (asked for when absent).",
+    help="The new PIN (asked for, twice, on the terminal when absent).",
 )
 @click.option("--name", metavar="NAME", help="A name for the activation.")
 @click.option(
@@ -153,13 +155,15 @@ def activate(
     server: str,
     activation_code: str,
     signature: str | None,
-    pin: str,
+    pin: str | None,
     name: str | None,
     commit: bool,
     application_id: str | None,
     master_public_key: str | None,
 ) -> None:
     """Activate this device with an activation code from the server."""
+    if pin is None:
+        pin = _ask_pin("New PIN", confirm=True)
     master = None
     if master_public_key is not None:
         try:
@@ -261,7 +265,7 @@ def sign(
         click.echo(render_operation(verified))
         click.echo()
     if pin is None and not biometry:
-        pin = click.prompt("PIN", hide_input=True, err=True)
+        pin = _ask_pin("PIN", stdin_used=source == "-")
     code = device.sign(
         verified,
         pin=pin,
@@ -364,6 +368,43 @@ def _code_json(code: OfflineCode) -> dict[str, Any]:
         "grouped": code.grouped,
         "signatureType": code.signature_type.value,
     }
+
+
+def _has_terminal() -> bool:
+    """Whether a PIN prompt can reach a person.
+
+    The hidden prompt (``getpass``) asks on the controlling terminal even when
+    standard input is redirected, and reads standard input only when there is
+    no terminal at all.
+    """
+    if sys.stdin.isatty():
+        return True
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return False
+
+
+def _ask_pin(prompt: str, *, confirm: bool = False, stdin_used: bool = False) -> str:
+    """Ask for the PIN, or say plainly that a script must pass ``--pin``.
+
+    :raises NoTerminalError: no terminal, and standard input is already
+        taken by the QR text or ends before a PIN.
+    """
+    terminal = _has_terminal()
+    hint = "no terminal to ask for the PIN: pass --pin"
+    if not terminal and stdin_used:
+        raise NoTerminalError(f"{hint} (standard input held the QR text)")
+    try:
+        pin: str = click.prompt(
+            prompt, hide_input=True, confirmation_prompt=confirm, err=True
+        )
+    except click.exceptions.Abort:
+        if terminal:
+            raise  # the person at the prompt gave up (Ctrl-C, Ctrl-D)
+        raise NoTerminalError(hint) from None
+    return pin
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -100,3 +100,9 @@ class ActivationStateError(MTokenError):
     """The activation is not in a state that allows the action."""
 
     exit_code = 16
+
+
+class NoTerminalError(MTokenError):
+    """A PIN is needed but there is no terminal to ask for it (give ``--pin``)."""
+
+    exit_code = 17

@@ -400,3 +400,62 @@ def test_master_public_key_option(
     )
     assert result["hasMasterPublicKey"] is True
     assert result["status"] == "PENDING_COMMIT"
+
+
+def run_detached(state_dir: Path, *args: str, stdin: bytes | None) -> Any:
+    """``mtoken`` as a cron job runs it: a new session, so no terminal at all."""
+    return subprocess.run(
+        [sys.executable, "-m", "mtoken", "--state", str(state_dir), *args],
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        start_new_session=True,
+        timeout=60,
+    )
+
+
+def test_sign_from_stdin_without_a_terminal_asks_for_pin_option(
+    run: Run, server: SoftwareServer, http_server: str, state_dir: Path
+) -> None:
+    activation_id = activate(run, server, http_server)
+    payload, _ = server.qr(PAYMENT, activation_id)
+
+    result = run_detached(state_dir, "sign", "-", stdin=payload.encode())
+
+    assert result.returncode == 17
+    err = result.stderr.decode()
+    assert "no terminal to ask for the PIN: pass --pin" in err
+    assert "Code:" not in result.stdout.decode()
+    assert "Aborted" not in err
+    # The same in --json mode, for scripts.
+    as_json = run_detached(state_dir, "--json", "sign", "-", stdin=payload.encode())
+    error = json.loads(as_json.stdout.decode().splitlines()[-1])["error"]
+    assert error["type"] == "NoTerminalError" and error["exitCode"] == 17
+    # With --pin the same script works.
+    signed = run_detached(state_dir, "sign", "-", "--pin", PIN, stdin=payload.encode())
+    assert signed.returncode == 0, signed.stderr
+    assert "Code:" in signed.stdout.decode()
+
+
+def test_sign_and_activate_with_empty_stdin_and_no_terminal(
+    run: Run, server: SoftwareServer, http_server: str, state_dir: Path, tmp_path: Path
+) -> None:
+    activation_id = activate(run, server, http_server)
+    payload, _ = server.qr(PAYMENT, activation_id)
+    image = png_file(tmp_path, payload)
+
+    signed = run_detached(state_dir, "sign", image, stdin=None)
+    created, _ = server.init()
+    activated = run_detached(
+        state_dir,
+        "activate",
+        "--server",
+        http_server,
+        "--code",
+        created.code,
+        stdin=None,
+    )
+
+    for result in (signed, activated):
+        assert result.returncode == 17, result.stderr
+        assert "no terminal to ask for the PIN: pass --pin" in result.stderr.decode()
