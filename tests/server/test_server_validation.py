@@ -325,3 +325,81 @@ def test_payload_needs_an_active_activation(
 
     assert "ACTIVE" in message
     assert database_dump(app) == before
+
+
+def send_text(client: FlaskClient, path: str, body: str) -> Any:
+    """Post a JSON body written by hand (json.dumps would escape a backslash)."""
+    return client.post(path, data=body.encode("ascii"), content_type="application/json")
+
+
+def test_lone_surrogate_in_verify_data_is_refused_before_the_token(
+    app: Flask,
+    client: FlaskClient,
+    enrolled: Enrolled,
+    activation_state: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: the surrogate reached the base string's encoding after ECDH
+    # (HTTP 500, one attempt spent).
+    hsm = app.extensions["powerauth.hsm"]
+    calls: list[str] = []
+    real_ecdh = hsm.ecdh
+
+    def counting_ecdh(label: str, peer: bytes) -> bytes:
+        calls.append(label)
+        return real_ecdh(label, peer)
+
+    monkeypatch.setattr(hsm, "ecdh", counting_ecdh)
+    body = (
+        f'{{"requestObject": {{"activationId": "{enrolled.activation_id}", '
+        '"data": "POST&\\ud800", "signature": "12345678-12345678"}}'
+    )
+
+    response = send_text(client, VERIFY, body)
+
+    assert response.status_code == 400
+    error = response.get_json()["responseObject"]
+    assert error["code"] == "ERR0024"
+    assert error["message"].startswith("data is not valid Unicode text")
+    assert calls == []
+    assert activation_state(enrolled.activation_id).failed_attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        ("/rest/v3/activation/init", "userId", "\\udc00"),
+        ("/rest/v3/activation/init", "userId", "ok\\ud83d"),  # half an emoji
+        ("/rest/v3/activation/block", "reason", "\\udc00"),
+        ("/rest/v3/signature/offline/personalized/create", "data", "\\ud800x"),
+    ],
+)
+def test_lone_surrogate_in_text_fields(
+    app: Flask,
+    client: FlaskClient,
+    enrolled: Enrolled,
+    path: str,
+    field: str,
+    value: str,
+) -> None:
+    # Regression: these used to end in HTTP 500 (after a key generation for
+    # activation/init).
+    base = {
+        "/rest/v3/activation/init": {"applicationId": enrolled.application_id},
+        "/rest/v3/activation/block": {"activationId": enrolled.activation_id},
+        "/rest/v3/signature/offline/personalized/create": {
+            "activationId": enrolled.activation_id
+        },
+    }[path]
+    members = [f'"{k}": {json.dumps(v)}' for k, v in base.items()]
+    members.append(f'"{field}": "{value}"')
+    before = database_dump(app)
+
+    response = send_text(
+        client, path, '{"requestObject": {' + ", ".join(members) + "}}"
+    )
+
+    assert response.status_code == 400
+    error = response.get_json()["responseObject"]
+    assert (error["code"], error["message"].split(" ")[0]) == ("ERR0024", field)
+    assert database_dump(app) == before

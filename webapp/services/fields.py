@@ -29,6 +29,7 @@ def _timestamp(name: str, value: Any) -> datetime:
         except (OverflowError, OSError, ValueError) as exc:
             raise InvalidRequestError(f"{name} is out of range") from exc
     if isinstance(value, str):
+        _text(name, value)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
@@ -39,6 +40,19 @@ def _timestamp(name: str, value: Any) -> datetime:
     raise InvalidRequestError(
         f"{name} must be an ISO 8601 string or epoch milliseconds"
     )
+
+
+def _text(name: str, value: str) -> str:
+    # JSON's \ud800-style escapes can carry lone surrogates, which Python
+    # keeps in a str but which have no UTF-8 form: refuse them here, before a
+    # service encodes the text (after a token call, in the worst case).
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(
+            f"{name} is not valid Unicode text (it holds a lone surrogate)"
+        ) from None
+    return value
 
 
 def _typed(name: str, field: Field, value: Any) -> Any:
@@ -56,11 +70,11 @@ def _typed(name: str, field: Field, value: Any) -> Any:
     if kind is str:
         if not isinstance(value, str):
             raise InvalidRequestError(f"{name} must be a string")
-        return value
+        return _text(name, value)
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidRequestError(f"{name} must be a list of strings")
-        return value
+        return [_text(name, v) for v in value]
     raise TypeError(f"unknown field kind {kind!r}")
 
 
