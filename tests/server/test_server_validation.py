@@ -43,6 +43,17 @@ def raw(client: FlaskClient, path: str, body: bytes, content_type: str) -> Any:
             "application/json",
             "NaN",
         ),
+        # Regressions of the security review: these used to end in HTTP 500.
+        (
+            b'{"requestObject": {"applicationId": ' + b"9" * 5000 + b"}}",
+            "application/json",
+            "number with too many digits",
+        ),
+        (
+            b'{"requestObject": {"x": ' + b"[" * 30000 + b"]" * 30000 + b"}}",
+            "application/json",
+            "nested too deeply",
+        ),
     ],
 )
 def test_malformed_envelope(

@@ -59,6 +59,14 @@ def request_object() -> dict[str, Any]:
         raise InvalidRequestError(
             f"request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from exc
+    except ValueError as exc:
+        # Python refuses to convert integers of more than 4300 digits
+        # (sys.get_int_max_str_digits); JSONDecodeError is caught above.
+        raise InvalidRequestError(
+            "request body holds a number with too many digits"
+        ) from exc
+    except RecursionError as exc:
+        raise InvalidRequestError("request body is nested too deeply") from exc
     if not isinstance(document, dict):
         raise InvalidRequestError("request body must be a JSON object")
     extra = sorted(set(document) - {"requestObject"})
