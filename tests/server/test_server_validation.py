@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from tests.server.server_device import b64, payload_data
 from tests.server.server_testing import Api, Enrolled, database_dump
+from tests.server.test_server_verify import qr_base_string
 
 pytestmark = pytest.mark.softhsm
 
@@ -53,6 +54,16 @@ def raw(client: FlaskClient, path: str, body: bytes, content_type: str) -> Any:
             b'{"requestObject": {"x": ' + b"[" * 30000 + b"]" * 30000 + b"}}",
             "application/json",
             "nested too deeply",
+        ),
+        (
+            b'{"requestObject": {"applicationId": "a", "applicationId": "b"}}',
+            "application/json",
+            "member applicationId appears twice",
+        ),
+        (
+            b'{"requestObject": {}, "requestObject": {}}',
+            "application/json",
+            "member requestObject appears twice",
         ),
     ],
 )
@@ -414,3 +425,26 @@ def test_lone_surrogate_in_text_fields(
     error = response.get_json()["responseObject"]
     assert (error["code"], error["message"].split(" ")[0]) == ("ERR0024", field)
     assert database_dump(app) == before
+
+
+def test_duplicate_member_names_are_refused(
+    api: Api, client: FlaskClient, enrolled: Enrolled, activation_state: Any
+) -> None:
+    # Regression: the last of two "signature" members was taken, while a proxy
+    # or WAF in front may read the first.
+    base = qr_base_string(api, enrolled.activation_id)
+    code = enrolled.device.code(base)
+    body = (
+        f'{{"requestObject": {{"activationId": "{enrolled.activation_id}", '
+        f'"data": "{base}", "signature": "00000000-00000000", '
+        f'"signature": "{code}"}}}}'
+    )
+
+    response = send_text(client, VERIFY, body)
+
+    assert response.status_code == 400
+    error = response.get_json()["responseObject"]
+    assert error["code"] == "ERR0024"
+    assert "member signature appears twice" in error["message"]
+    state = activation_state(enrolled.activation_id)
+    assert (state.counter, state.failed_attempts) == (0, 0)
