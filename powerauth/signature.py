@@ -27,6 +27,7 @@ __all__ = [
     "MAX_LOOKAHEAD",
     "OFFLINE_APPLICATION_SECRET",
     "OFFLINE_URI_ID",
+    "BaseString",
     "OfflineMatch",
     "SignatureType",
     "base_string_with_totp",
@@ -37,6 +38,7 @@ __all__ = [
     "normalize_code",
     "offline_body",
     "offline_hmac_input",
+    "parse_base_string",
     "signature_base_string",
     "signature_components",
     "validate_nonce",
@@ -214,6 +216,46 @@ def signature_base_string(
     if not uri_id:
         raise InvalidParameterError("uriId must not be empty")
     return http_base_string("POST", uri_id, nonce_b64, body)
+
+
+@dataclass(frozen=True)
+class BaseString:
+    """The decoded parts of an offline signature base string (SPEC 5.2)."""
+
+    uri_id: bytes
+    nonce: bytes
+    body: bytes
+
+
+def parse_base_string(text: str) -> BaseString:
+    """Check that ``text`` is ``POST&b64(uriId)&nonce&b64(body)`` and decode it.
+
+    The form :func:`signature_base_string` makes, without ``&offline``: the
+    method ``POST``, a non-empty canonical Base64 uriId, a nonce of 16 bytes
+    (SPEC 3.9) and a canonical Base64 body, empty for an empty body.
+
+    :raises MalformedPayloadError: naming the part that is wrong.
+    """
+    parts = text.split("&")
+    if len(parts) != 4:
+        raise MalformedPayloadError(
+            f"base string must have four '&'-separated parts, got {len(parts)}"
+        )
+    method, uri_b64, nonce_b64, body_b64 = parts
+    if method != "POST":
+        raise MalformedPayloadError("base string must start with POST")
+    uri_id = b64decode_strict(uri_b64) if uri_b64 else None
+    if not uri_id:
+        raise MalformedPayloadError(
+            "base string uriId must be non-empty canonical Base64"
+        )
+    nonce = validate_nonce(nonce_b64)
+    body = b64decode_strict(body_b64)
+    if body is None:
+        raise MalformedPayloadError(
+            "base string body must be canonical Base64 (empty for no body)"
+        )
+    return BaseString(uri_id, nonce, body)
 
 
 def offline_hmac_input(base_string: str) -> bytes:

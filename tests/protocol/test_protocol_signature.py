@@ -26,6 +26,7 @@ from powerauth.signature import (
     normalize_code,
     offline_body,
     offline_hmac_input,
+    parse_base_string,
     signature_base_string,
     signature_components,
     verify_offline_code,
@@ -108,6 +109,37 @@ def test_offline_body_with_totp() -> None:
 def test_base_string_with_totp_matches_body_with_totp() -> None:
     expected = signature_base_string(NONCE, offline_body("op-1", "A1*A100CZK", "0042"))
     assert base_string_with_totp(BASE, "0042") == expected
+
+
+def test_parse_base_string_reads_back_what_signature_base_string_made() -> None:
+    body = offline_body("op-1", "A1*A100CZK")
+    parsed = parse_base_string(signature_base_string(NONCE, body))
+    assert parsed.uri_id == OFFLINE_URI_ID.encode()
+    assert parsed.nonce == b64(NONCE)
+    assert parsed.body == body
+    empty = parse_base_string(http_base_string("POST", OFFLINE_URI_ID, NONCE, None))
+    assert empty.body == b""
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("garbage", "four '&'-separated parts, got 1"),
+        (BASE + "&offline", "four '&'-separated parts, got 5"),
+        (BASE.replace("POST", "GET", 1), "must start with POST"),
+        (BASE.replace("POST", "post", 1), "must start with POST"),
+        ("POST&&" + NONCE + "&YQ==", "uriId must be non-empty canonical Base64"),
+        ("POST&L29w!&" + NONCE + "&YQ==", "uriId must be non-empty canonical Base64"),
+        ("POST&YR==&" + NONCE + "&YQ==", "uriId must be non-empty canonical Base64"),
+        ("POST&YQ==&short&YQ==", "nonce must be 24 characters"),
+        ("POST&YQ==&" + "A" * 21 + "B==&YQ==", "nonce must be Base64 of 16 bytes"),
+        ("POST&YQ==&" + NONCE + "&YQ", "body must be canonical Base64"),
+        ("POST&YQ==&" + NONCE + "&Y\u00e9==", "body must be canonical Base64"),
+    ],
+)
+def test_parse_base_string_names_the_wrong_part(text: str, named: str) -> None:
+    with pytest.raises(MalformedPayloadError, match=re.escape(named)):
+        parse_base_string(text)
 
 
 def test_chaining_follows_spec_5_4() -> None:

@@ -302,3 +302,60 @@ def test_shorter_components_when_the_server_says_so(tmp_path: Path) -> None:
         },
     )
     app.extensions["powerauth.engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ("garbage", "four '&'-separated parts"),
+        # A nonce that is not Base64 of 16 bytes (SPEC 3.9, 5.2).
+        (
+            "POST&L29wZXJhdGlvbi9hdXRob3JpemUvb2ZmbGluZQ==&short&YQ==",
+            "nonce must be 24 characters",
+        ),
+        (
+            "POST&L29wZXJhdGlvbi9hdXRob3JpemUvb2ZmbGluZQ==&AD8bOO0Df73kNaIGb3Vmpg==&YQ",
+            "body must be canonical Base64",
+        ),
+        (
+            "GET&L29wZXJhdGlvbi9hdXRob3JpemUvb2ZmbGluZQ==&AD8bOO0Df73kNaIGb3Vmpg==&YQ==",
+            "must start with POST",
+        ),
+    ],
+)
+def test_malformed_base_string_is_refused_before_ecdh(
+    app: Any,
+    api: Api,
+    enrolled: Enrolled,
+    activation_state: StateReader,
+    monkeypatch: pytest.MonkeyPatch,
+    data: str,
+    named: str,
+) -> None:
+    # Regression: no real client can produce a code for these, yet each one
+    # ran ECDH and cost the user a failed attempt.
+    hsm = get_hsm(app)
+    calls: list[str] = []
+    real_ecdh = hsm.ecdh
+
+    def counting_ecdh(label: str, peer: bytes) -> bytes:
+        calls.append(label)
+        return real_ecdh(label, peer)
+
+    monkeypatch.setattr(hsm, "ecdh", counting_ecdh)
+    response = api.client.post(
+        "/rest/v3/signature/offline/verify",
+        json={
+            "requestObject": {
+                "activationId": enrolled.activation_id,
+                "data": data,
+                "signature": "12345678-12345678",
+            }
+        },
+    )
+
+    error = response.get_json()["responseObject"]
+    assert (response.status_code, error["code"]) == (400, "ERR0024")
+    assert error["message"].startswith("data: ") and named in error["message"]
+    assert calls == []
+    assert activation_state(enrolled.activation_id).failed_attempts == 0

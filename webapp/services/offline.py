@@ -31,7 +31,12 @@ from powerauth.payload import (
     build_offline_payload,
     parse_payload_data,
 )
-from powerauth.signature import SignatureType, normalize_code, verify_offline_code
+from powerauth.signature import (
+    SignatureType,
+    normalize_code,
+    parse_base_string,
+    verify_offline_code,
+)
 from webapp.config import ServerSettings
 from webapp.models import Activation, ActivationStatus, Application
 from webapp.services import audit
@@ -249,7 +254,8 @@ def verify_offline_signature(
     """Verify a typed offline code (SPEC 6.2) in one locked transaction.
 
     A mismatch is a result (``signature_valid=False``), not an error; it costs
-    one failed attempt per request. A malformed code or request raises
+    one failed attempt per request. A malformed code or request (including a
+    ``data`` that is not a SPEC 5.2 base string) raises
     :class:`InvalidRequestError` before anything is read or changed.
     """
     check_activation_id(activation_id)
@@ -260,6 +266,12 @@ def verify_offline_signature(
         raise InvalidRequestError(
             f"data must be at most {MAX_BASE_STRING_CHARS} characters"
         )
+    try:
+        # No real client signs anything else (SPEC 5.2): a garbage ``data``
+        # is refused here, before the ECDH and without spending an attempt.
+        parse_base_string(data)
+    except MalformedPayloadError as exc:
+        raise InvalidRequestError(f"data: {exc}") from exc
     try:
         code = normalize_code(signature, length)
     except MalformedCodeError as exc:
