@@ -142,19 +142,101 @@ def _parse_data_lines(lines: list[str]) -> _DataLines:
     )
 
 
-@dataclass(frozen=True)
-class PayloadData:
-    """A validated ``data`` input: the lines that precede the nonce."""
+# Held by parse_payload_data only: PayloadData's constructor refuses any
+# other caller, so a PayloadData is always the result of the full checks.
+_PARSED = object()
 
-    text: str = field(repr=False)
-    operation_id: str
-    title: str
-    message: str
-    operation_data_text: str
-    operation_data: OperationData
-    flags: Flags
-    flags_text: str
-    extra_lines: tuple[str, ...] = ()
+
+class PayloadData:
+    """A validated ``data`` input: the lines that precede the nonce.
+
+    Only :func:`parse_payload_data` makes one (the constructor takes a private
+    token) and its attributes are read-only. It is deliberately not a
+    dataclass: ``dataclasses.replace`` would copy the token into an object
+    whose fields skipped the checks, and :func:`build_offline_payload` trusts
+    a PayloadData without parsing its text again.
+    """
+
+    __slots__ = ("_extra_lines", "_lines", "_text")
+
+    _text: str
+    _lines: _DataLines
+    _extra_lines: tuple[str, ...]
+
+    def __init__(
+        self,
+        token: object,
+        text: str,
+        lines: _DataLines,
+        extra_lines: tuple[str, ...],
+    ) -> None:
+        if token is not _PARSED:
+            raise TypeError("a PayloadData is made by parse_payload_data only")
+        object.__setattr__(self, "_text", text)
+        object.__setattr__(self, "_lines", lines)
+        object.__setattr__(self, "_extra_lines", extra_lines)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("PayloadData is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("PayloadData is read-only")
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Copies and pickles go through the checks again.
+        return (parse_payload_data, (self._text,))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PayloadData):
+            return NotImplemented
+        return self._text == other._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
+    def __repr__(self) -> str:
+        return f"PayloadData(operation_id={self.operation_id!r})"
+
+    @property
+    def text(self) -> str:
+        """The ``data`` text as given (lines joined by LF)."""
+        return self._text
+
+    @property
+    def operation_id(self) -> str:
+        return self._lines.operation_id
+
+    @property
+    def title(self) -> str:
+        """Line 2, unescaped (SPEC 3.6)."""
+        return self._lines.title
+
+    @property
+    def message(self) -> str:
+        """Line 3, unescaped (SPEC 3.6)."""
+        return self._lines.message
+
+    @property
+    def operation_data_text(self) -> str:
+        """Line 4 as given, still escaped."""
+        return self._lines.operation_data_text
+
+    @property
+    def operation_data(self) -> OperationData:
+        return self._lines.operation_data
+
+    @property
+    def flags(self) -> Flags:
+        return self._lines.flags
+
+    @property
+    def flags_text(self) -> str:
+        return self._lines.flags_text
+
+    @property
+    def extra_lines(self) -> tuple[str, ...]:
+        """Lines after the flags, reserved for future attributes."""
+        return self._extra_lines
 
 
 def parse_payload_data(data: str) -> PayloadData:
@@ -178,17 +260,7 @@ def parse_payload_data(data: str) -> PayloadData:
         parsed.title and parsed.message
     ):
         raise MalformedPayloadError("the generic template needs a title and a message")
-    return PayloadData(
-        text=data,
-        operation_id=parsed.operation_id,
-        title=parsed.title,
-        message=parsed.message,
-        operation_data_text=parsed.operation_data_text,
-        operation_data=parsed.operation_data,
-        flags=parsed.flags,
-        flags_text=parsed.flags_text,
-        extra_lines=tuple(lines[_DATA_LINES:]),
-    )
+    return PayloadData(_PARSED, data, parsed, tuple(lines[_DATA_LINES:]))
 
 
 def build_payload_data(

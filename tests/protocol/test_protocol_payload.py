@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +31,7 @@ from powerauth.payload import (
     MAX_PAYLOAD_BYTES,
     Flags,
     KeyIndicator,
+    PayloadData,
     build_offline_payload,
     build_payload_data,
     parse_offline_payload,
@@ -292,6 +295,7 @@ def test_operation_data_errors_are_payload_errors() -> None:
         parse_offline_payload(_with_lines(operationData="A100"))
 
 
+NONCE_16 = "AD8bOO0Df73kNaIGb3Vmpg=="
 GOOD_DATA = DEFAULTS["operationId"] + "\nPayment\nPlease confirm\nA1*A100CZK\nB"
 
 
@@ -324,6 +328,30 @@ def test_parse_payload_data_rule_violation(
 ) -> None:
     with pytest.raises(error, match=message):
         parse_payload_data(data)
+
+
+def test_payload_data_cannot_be_made_without_the_checks() -> None:
+    # Regression: a PayloadData used to be a public dataclass, so
+    # dataclasses.replace made one whose text skipped every check, and
+    # build_offline_payload (which trusts a PayloadData) signed it.
+    good = parse_payload_data(GOOD_DATA)
+    forged_text = "only\ttwo lines\x00\nB"
+    with pytest.raises(MalformedPayloadError):
+        parse_payload_data(forged_text)
+
+    with pytest.raises(TypeError):
+        dataclasses.replace(good, text=forged_text)  # type: ignore[type-var]
+    with pytest.raises(TypeError, match="parse_payload_data only"):
+        PayloadData(object(), forged_text, good._lines, ())
+    for name in ("text", "_text", "_extra_lines", "title"):
+        with pytest.raises(AttributeError):
+            setattr(good, name, forged_text)
+    assert good.text == GOOD_DATA and good.extra_lines == ()
+    # Copies go through parse_payload_data again and stay usable.
+    copied = copy.deepcopy(good)
+    assert copied == good and copied.title == "Payment"
+    draft = build_offline_payload(copied, NONCE_16, KeyIndicator.PERSONALIZED)
+    assert draft.unsigned_text == f"{GOOD_DATA}\n{NONCE_16}\n1"
 
 
 def test_templates_with_default_texts_allow_empty_title() -> None:
