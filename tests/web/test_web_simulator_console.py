@@ -370,3 +370,43 @@ def test_simulator_ignores_whitespace_around_pasted_qr_text(
     first, rest = text.split("\n", 1)
     broken = post(client, "/simulator/scan", {"payload": f"{first} \n{rest}"})
     assert broken.status_code == 400
+
+
+def test_console_sign_in_expires(app: Flask, client: FlaskClient, clock: Clock) -> None:
+    # Regression: the signed cookie's console flag used to be valid forever.
+    console(client)
+    assert client.get("/console/").status_code == 200
+    copied = app.test_client()
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    copied.set_cookie("session", cookie.value)
+
+    clock.advance(minutes=59)
+    assert client.get("/console/").status_code == 200
+    clock.advance(minutes=1, seconds=1)
+    for browser in (client, copied):
+        expired = browser.get("/console/")
+        assert expired.status_code == 302
+        assert expired.headers["Location"].endswith("/console/login")
+    console(client)
+    assert client.get("/console/").status_code == 200
+
+
+def test_console_flag_without_a_sign_in_time_is_refused(client: FlaskClient) -> None:
+    with client.session_transaction() as session:
+        session["console"] = True  # a cookie made before sign-ins had a time
+
+    assert client.get("/console/").headers["Location"].endswith("/console/login")
+
+
+def test_console_sign_in_survives_a_bank_login_with_its_time(
+    app: Flask, client: FlaskClient, clock: Clock, tmp_path: Path
+) -> None:
+    user = unique("dora")
+    device = enroll(app, user, tmp_path / "phone")
+    console(client)
+    clock.advance(minutes=30)
+    login(client, user, device)
+    assert client.get("/console/").status_code == 200
+    clock.advance(minutes=31)
+    assert client.get("/console/").status_code == 302

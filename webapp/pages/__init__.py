@@ -14,6 +14,7 @@ Settings (``POWERAUTH_<NAME>`` in the environment, like the server's):
 - ``LOGIN_LOCKOUT_FAILURES`` (3) failed logins lock a username's login for
   ``LOGIN_LOCKOUT_MINUTES`` (15); kept in the database (all workers).
 - ``CONSOLE_PASSWORD``: the pilot console's password; empty switches it off.
+  ``CONSOLE_SESSION_MINUTES`` (60): how long a console sign-in lasts.
 - ``SIMULATOR_ENABLED`` (on outside production) and ``SIMULATOR_STATE_DIR``.
 """
 
@@ -42,6 +43,7 @@ PAGE_DEFAULTS: dict[str, Any] = {
     "LOGIN_LOCKOUT_FAILURES": 3,
     "LOGIN_LOCKOUT_MINUTES": 15,
     "CONSOLE_PASSWORD": "",
+    "CONSOLE_SESSION_MINUTES": 60,
     "SIMULATOR_STATE_DIR": "",
 }
 
@@ -66,6 +68,7 @@ def _validate(app: Flask) -> None:
         ("RATE_LIMIT_LOGIN_PER_MINUTE", 1, 10_000),
         ("LOGIN_LOCKOUT_FAILURES", 1, 64),
         ("LOGIN_LOCKOUT_MINUTES", 1, 24 * 60),
+        ("CONSOLE_SESSION_MINUTES", 1, 7 * 24 * 60),
     ):
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int):

@@ -29,6 +29,7 @@ from webapp.extensions import get_settings
 from webapp.models import BankOperation
 from webapp.pages import lockout, operations, qr
 from webapp.pages.client import Activation, ClientError, get_client
+from webapp.pages.console import SESSION_KEYS
 from webapp.pages.operations import LOGIN, PAYMENT, FormError
 from webapp.pages.security import limit
 
@@ -282,10 +283,9 @@ def _submit_code(operation: BankOperation, template: str) -> tuple[str, int] | N
         if operation.kind == LOGIN:
             # A fresh session for the logged-in user; a pilot console sign-in
             # in the same browser survives.
-            console = session.get("console")
+            console = {k: session[k] for k in SESSION_KEYS if k in session}
             session.clear()
-            if console is True:
-                session["console"] = True
+            session.update(console)
             session["user"] = operation.user_id
             session["device"] = outcome.activation_id
         return None

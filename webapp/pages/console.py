@@ -1,7 +1,7 @@
 """The pilot console: applications, activations and the audit trail.
 
 Behind one password from the ``CONSOLE_PASSWORD`` setting; without it the
-console is switched off (404).
+console is switched off (404). A sign-in lasts ``CONSOLE_SESSION_MINUTES``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from webapp.extensions import get_settings
 from webapp.pages import qr
 from webapp.pages.client import ClientError, NotSupportedError, get_client
 from webapp.pages.security import limit
@@ -43,10 +44,29 @@ def _enabled() -> None:
         abort(404)
 
 
+# The session keys of a console sign-in: the flag and when it was given (UTC
+# epoch seconds). The session cookie is signed, not stored server-side, so the
+# time inside it is what ends a sign-in whose cookie was copied or kept.
+SESSION_KEYS = ("console", "console_at")
+
+
+def _sign_in_valid() -> bool:
+    if session.get("console") is not True:
+        return False
+    signed_at = session.get("console_at")
+    if isinstance(signed_at, bool) or not isinstance(signed_at, int):
+        return False
+    now = get_settings().now().timestamp()
+    minutes = int(current_app.config["CONSOLE_SESSION_MINUTES"])
+    return signed_at <= now < signed_at + minutes * 60
+
+
 def signed_in(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if session.get("console") is not True:
+        if not _sign_in_valid():
+            for key in SESSION_KEYS:
+                session.pop(key, None)
             return redirect(url_for("console.login"))
         return view(*args, **kwargs)
 
@@ -71,12 +91,14 @@ def login_submit() -> BaseResponse | tuple[str, int]:
             "console/login.html", error="The password is not right."
         ), 403
     session["console"] = True
+    session["console_at"] = int(get_settings().now().timestamp())
     return redirect(url_for("console.index"))
 
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    session.pop("console", None)
+    for key in SESSION_KEYS:
+        session.pop(key, None)
     return redirect(url_for("console.login"))
 
 
