@@ -333,14 +333,13 @@ def _expire(
             hsm.delete_keypair(activation.server_key_label)
         except KeyNotFoundError:
             logger.warning("key pair %s was already gone", activation.server_key_label)
-    audit.record(
+    audit.record_activation(
         session,
         settings,
+        activation,
         actor=actor,
         action="activation_expire",
         result="REMOVED",
-        application_id=activation.application_id,
-        activation_id=activation.id,
     )
 
 
@@ -401,14 +400,13 @@ def prepare_activation(
             activation.name = activation_name
             activation.status = ActivationStatus.PENDING_COMMIT
             activation.changed_at = now
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="activation_prepare",
                 result="OK",
-                application_id=activation.application_id,
-                activation_id=activation.id,
             )
             result = PrepareResult(
                 activation.id,
@@ -445,14 +443,13 @@ def commit_activation(
         else:
             activation.status = ActivationStatus.ACTIVE
             activation.changed_at = now
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="activation_commit",
                 result="OK",
-                application_id=activation.application_id,
-                activation_id=activation.id,
             )
             result = view(activation)
     if expired:
@@ -509,14 +506,13 @@ def block_activation(
             activation.status = ActivationStatus.BLOCKED
             activation.blocked_reason = reason or BLOCKED_REASON_DEFAULT
             activation.changed_at = settings.now()
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="activation_block",
                 result="OK",
-                application_id=activation.application_id,
-                activation_id=activation.id,
                 reason=activation.blocked_reason,
             )
         elif activation.status != ActivationStatus.BLOCKED:
@@ -542,14 +538,13 @@ def unblock_activation(
             activation.blocked_reason = None
             activation.failed_attempts = 0
             activation.changed_at = settings.now()
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="activation_unblock",
                 result="OK",
-                application_id=activation.application_id,
-                activation_id=activation.id,
             )
         elif activation.status != ActivationStatus.ACTIVE:
             raise ActivationStateError(
@@ -582,14 +577,13 @@ def remove_activation(
                     )
             activation.status = ActivationStatus.REMOVED
             activation.changed_at = settings.now()
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="activation_remove",
                 result="OK",
-                application_id=activation.application_id,
-                activation_id=activation.id,
             )
         logger.info("activation %s removed", activation_id)
         return view(activation)

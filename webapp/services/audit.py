@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.config import ServerSettings
-from webapp.models import AuditRecord
+from webapp.models import Activation, AuditRecord
 
 
 def record(
@@ -35,6 +35,33 @@ def record(
             counter_offset=counter_offset,
             reason=reason,
         )
+    )
+
+
+def record_activation(
+    session: Session,
+    settings: ServerSettings,
+    activation: Activation,
+    *,
+    actor: str,
+    action: str,
+    result: str,
+    signature_type: str | None = None,
+    counter_offset: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """:func:`record` for an event about one activation (and its application)."""
+    record(
+        session,
+        settings,
+        actor=actor,
+        action=action,
+        result=result,
+        application_id=activation.application_id,
+        activation_id=activation.id,
+        signature_type=signature_type,
+        counter_offset=counter_offset,
+        reason=reason,
     )
 
 

@@ -160,14 +160,13 @@ def create_personalized_payload(
         with token_operation("sign the offline payload"):
             signature = hsm.sign(activation.server_key_label, draft.signed_bytes)
         offline_data = draft.finish(signature)
-        audit.record(
+        audit.record_activation(
             session,
             settings,
+            activation,
             actor=actor,
             action="payload_personalized",
             result="OK",
-            application_id=activation.application_id,
-            activation_id=activation.id,
             reason=f"operation {parsed.operation_id}",
         )
     return OfflinePayloadResult(offline_data, nonce_b64)
@@ -299,14 +298,13 @@ def verify_offline_signature(
 
         if activation.status != ActivationStatus.ACTIVE:
             activation.last_used_at = now
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="verify",
                 result="activation_invalid_state",
-                application_id=activation.application_id,
-                activation_id=activation.id,
                 reason=str(activation.status),
             )
             return _invalid_state(activation)
@@ -314,14 +312,13 @@ def verify_offline_signature(
         if activation.failed_attempts >= activation.max_failed_attempts:
             # Safety net of SPEC 6.2 (for example after an import).
             _block_at_limit(activation, now)
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="verify",
                 result="activation_blocked",
-                application_id=activation.application_id,
-                activation_id=activation.id,
                 reason=BLOCKED_REASON_MAX_FAILED,
             )
             return _invalid_state(activation)
@@ -357,14 +354,13 @@ def verify_offline_signature(
             activation.ctr_data = match.next_ctr_data
             activation.counter += match.offset + 1
             activation.failed_attempts = 0
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="verify",
                 result="signature_ok",
-                application_id=activation.application_id,
-                activation_id=activation.id,
                 signature_type=str(match.signature_type),
                 counter_offset=match.offset,
                 reason=flags_note,
@@ -387,14 +383,13 @@ def verify_offline_signature(
             activation.failed_attempts += 1
             if activation.failed_attempts >= activation.max_failed_attempts:
                 _block_at_limit(activation, now)
-            audit.record(
+            audit.record_activation(
                 session,
                 settings,
+                activation,
                 actor=actor,
                 action="verify",
                 result="signature_does_not_match",
-                application_id=activation.application_id,
-                activation_id=activation.id,
                 reason=flags_note,
             )
             result = VerifyResult(
