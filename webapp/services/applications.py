@@ -137,6 +137,43 @@ def _next_label(session: Session, application_id: str) -> str:
     return master_key_label(application_id, (count or 0) + 1)
 
 
+def _add_master_key(
+    session: Session,
+    settings: ServerSettings,
+    application: Application,
+    *,
+    label: str,
+    public_key: bytes,
+    created_at: datetime,
+    actor: str,
+    action: str,
+) -> ApplicationView:
+    """Store and audit a key pair now in the token; return the application.
+
+    Runs inside the caller's transaction; the caller discards the token key
+    when this (or the commit after it) fails.
+    """
+    session.add(
+        MasterKeyPair(
+            application_id=application.id,
+            key_label=label,
+            public_key=public_key,
+            created_at=created_at,
+        )
+    )
+    audit.record(
+        session,
+        settings,
+        actor=actor,
+        action=action,
+        result="OK",
+        application_id=application.id,
+        reason=f"master key {label}",
+    )
+    session.flush()
+    return _view(session, application)
+
+
 def create_application(
     session: Session,
     hsm: HSM,
@@ -180,25 +217,16 @@ def create_application(
                 else:
                     public_key = hsm.generate_keypair(label)
                     generated = True
-            session.add(
-                MasterKeyPair(
-                    application_id=application_id,
-                    key_label=label,
-                    public_key=public_key,
-                    created_at=now,
-                )
-            )
-            audit.record(
+            view = _add_master_key(
                 session,
                 settings,
+                application,
+                label=label,
+                public_key=public_key,
+                created_at=now,
                 actor=actor,
                 action="application_create",
-                result="OK",
-                application_id=application_id,
-                reason=f"master key {label}",
             )
-            session.flush()
-            view = _view(session, application)
     except BaseException:
         if generated:
             discard_key(hsm, label)
@@ -226,25 +254,16 @@ def rotate_master_key(
             with token_operation("generate a master key pair"):
                 public_key = hsm.generate_keypair(label)
                 generated = True
-            session.add(
-                MasterKeyPair(
-                    application_id=application_id,
-                    key_label=label,
-                    public_key=public_key,
-                    created_at=settings.now(),
-                )
-            )
-            audit.record(
+            view = _add_master_key(
                 session,
                 settings,
+                application,
+                label=label,
+                public_key=public_key,
+                created_at=settings.now(),
                 actor=actor,
                 action="master_key_rotate",
-                result="OK",
-                application_id=application_id,
-                reason=f"master key {label}",
             )
-            session.flush()
-            view = _view(session, application)
     except BaseException:
         if generated:
             discard_key(hsm, label)
@@ -306,25 +325,16 @@ def import_master_key(
                 raise InvalidKeyFormatError(
                     "masterPublicKey does not belong to masterPrivateKey"
                 )
-            session.add(
-                MasterKeyPair(
-                    application_id=application_id,
-                    key_label=label,
-                    public_key=derived,
-                    created_at=now,
-                )
-            )
-            audit.record(
+            view = _add_master_key(
                 session,
                 settings,
+                application,
+                label=label,
+                public_key=derived,
+                created_at=now,
                 actor=actor,
                 action="master_key_import",
-                result="OK",
-                application_id=application_id,
-                reason=f"master key {label}",
             )
-            session.flush()
-            view = _view(session, application)
     except BaseException:
         if imported:
             discard_key(hsm, label)
