@@ -269,11 +269,8 @@ class Product:
         # A new session per call, as the REST views get one per request.
         from webapp.db import new_session
 
-        session = new_session(self.app)
-        try:
+        with new_session(self.app) as session:
             yield session
-        finally:
-            session.close()
 
     def create_application(self) -> None:
         from webapp import services

@@ -53,15 +53,13 @@ activation_group = AppGroup(
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    session = db.new_session()
-    try:
-        yield session
-    except ServiceError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-    except HSMError as exc:
-        raise click.ClickException(f"the token: {exc}") from exc
-    finally:
-        session.close()
+    with db.new_session() as session:
+        try:
+            yield session
+        except ServiceError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+        except HSMError as exc:
+            raise click.ClickException(f"the token: {exc}") from exc
 
 
 def _print_application(view: services.ApplicationView) -> None:

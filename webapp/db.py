@@ -239,7 +239,10 @@ def get_engine(app: Flask | None = None) -> Engine:
 
 
 def new_session(app: Flask | None = None) -> Session:
-    """A new session not bound to the request (the caller closes it)."""
+    """A new session not bound to the request.
+
+    The caller closes it, most simply as ``with new_session() as session:``.
+    """
     app = app or current_app
     factory: sessionmaker[Session] = app.extensions["powerauth.sessionmaker"]
     return factory()

@@ -91,8 +91,7 @@ def seed_demo_user(app: Flask, pin: str | None = None) -> DemoUser:
     with app.app_context():
         device = Device(StateStore(state_dir()))
         application_id = app.config["BANK_APPLICATION_ID"]
-        session = db.new_session()
-        try:
+        with db.new_session() as session:
             active = {
                 view.activation_id
                 for view in services.list_activations(
@@ -112,8 +111,6 @@ def seed_demo_user(app: Flask, pin: str | None = None) -> DemoUser:
                 application_id=application_id,
                 actor=DEMO_ACTOR,
             )
-        finally:
-            session.close()
         try:
             result = device.activate(
                 FlaskClientTransport(app),
@@ -134,25 +131,21 @@ def seed(app: Flask) -> DemoSeed:
     """Create the schema and the demo application when they are missing."""
     engine = db.get_engine(app)
     db.upgrade_schema(engine)
-    with app.app_context():
-        session = db.new_session()
+    with app.app_context(), db.new_session() as session:
         try:
-            try:
-                application = services.get_application(session, DEMO_APPLICATION_ID)
-            except ApplicationNotFoundError:
-                application = services.create_application(
-                    session,
-                    get_hsm(),
-                    get_settings(),
-                    application_id=DEMO_APPLICATION_ID,
-                    name=DEMO_APPLICATION_NAME,
-                    # The token may still hold the key of an earlier demo
-                    # database: reuse it rather than fail.
-                    adopt_existing_key=True,
-                    actor=DEMO_ACTOR,
-                )
-        finally:
-            session.close()
+            application = services.get_application(session, DEMO_APPLICATION_ID)
+        except ApplicationNotFoundError:
+            application = services.create_application(
+                session,
+                get_hsm(),
+                get_settings(),
+                application_id=DEMO_APPLICATION_ID,
+                name=DEMO_APPLICATION_NAME,
+                # The token may still hold the key of an earlier demo
+                # database: reuse it rather than fail.
+                adopt_existing_key=True,
+                actor=DEMO_ACTOR,
+            )
     return DemoSeed(application=application)
 
 
