@@ -32,6 +32,7 @@ from tests.scale.scale_testing import (
     unique,
     verify_request,
 )
+from tests.server.server_testing import stored_activation
 from webapp import services
 from webapp.db import new_session
 from webapp.extensions import get_hsm, get_settings
@@ -42,16 +43,6 @@ pytestmark = pytest.mark.softhsm
 
 THREADS = 8
 VERIFY = "/rest/v3/signature/offline/verify"
-
-
-def stored(app: Flask, activation_id: str) -> services.ActivationView:
-    """The activation as stored, read through a session of its own."""
-    with app.app_context():
-        session = new_session()
-        try:
-            return services.get_activation(session, activation_id)
-        finally:
-            session.close()
 
 
 def audit_count(app: Flask, activation_id: str, action: str, result: str) -> int:
@@ -121,7 +112,7 @@ def test_offline_flow(
     )
     assert transport.call(VERIFY, request)["signatureValid"] is True
 
-    state = stored(app, enrolled.activation_id)
+    state = stored_activation(app, enrolled.activation_id)
     assert (state.counter, state.failed_attempts, str(state.status)) == (
         5,
         0,
@@ -140,7 +131,7 @@ def test_block_unblock_remove(
 
     answers = [transport.call(VERIFY, wrong) for _ in range(3)]
     assert [a["remainingAttempts"] for a in answers] == [2, 1, 0]
-    state = stored(app, activation_id)
+    state = stored_activation(app, activation_id)
     assert (str(state.status), state.blocked_reason) == (
         "BLOCKED",
         "MAX_FAILED_ATTEMPTS",
@@ -149,7 +140,7 @@ def test_block_unblock_remove(
     assert transport.call(VERIFY, good)["activationStatus"] == "BLOCKED"
 
     transport.call("/rest/v3/activation/unblock", {"activationId": activation_id})
-    assert stored(app, activation_id).failed_attempts == 0
+    assert stored_activation(app, activation_id).failed_attempts == 0
     assert transport.call(VERIFY, good)["signatureValid"] is True
 
     transport.call(
@@ -159,7 +150,7 @@ def test_block_unblock_remove(
         "ERR0008"
     )
     transport.call("/rest/v3/activation/remove", {"activationId": activation_id})
-    state = stored(app, activation_id)
+    state = stored_activation(app, activation_id)
     assert str(state.status) == "REMOVED"
     assert state.server_key_label not in get_hsm(app).key_labels()
     assert transport.call(VERIFY, good)["activationStatus"] == "REMOVED"
@@ -201,7 +192,7 @@ def test_a_reused_session_reads_what_another_committed(
             session.close()
     assert (result.signature_valid, result.counter_offset) == (True, 0)
     assert kept.counter == 2
-    assert stored(app, enrolled.activation_id).counter == 2
+    assert stored_activation(app, enrolled.activation_id).counter == 2
 
 
 # Requests at the same moment -------------------------------------------------
@@ -225,7 +216,7 @@ def test_same_valid_code_is_accepted_once(
     answers = verify_in_threads(app, verify_request(enrolled.activation_id, qr, code))
 
     accepted = sum(answer["signatureValid"] for answer in answers)
-    state = stored(app, enrolled.activation_id)
+    state = stored_activation(app, enrolled.activation_id)
     record_counts(
         f"threads-same-code-{backend(app)}",
         {
@@ -252,7 +243,7 @@ def test_wrong_codes_are_all_counted_up_to_the_block(
     )
 
     counted = [a for a in answers if "remainingAttempts" in a]
-    state = stored(app, enrolled.activation_id)
+    state = stored_activation(app, enrolled.activation_id)
     record_counts(
         f"threads-wrong-codes-{backend(app)}",
         {
@@ -291,7 +282,9 @@ def test_one_activation_code_is_prepared_once(
 
     outcomes = in_threads(THREADS, prepare)
     assert sorted(outcomes) == ["ERR0009"] * (THREADS - 1) + ["OK"]
-    assert str(stored(app, created["activationId"]).status) == "PENDING_COMMIT"
+    assert (
+        str(stored_activation(app, created["activationId"]).status) == "PENDING_COMMIT"
+    )
 
     def commit(_index: int) -> str:
         return error_code(

@@ -3,6 +3,7 @@ an enrolled device; the helpers they use are in ``server_testing``."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.server.server_testing import Api, Enrolled, enroll, make_app, unique
+from tests.server.server_testing import (
+    Api,
+    Enrolled,
+    enroll,
+    make_app,
+    stored_activation,
+    unique,
+)
 from webapp import services
-from webapp.db import new_session
 
 
 @pytest.fixture
@@ -49,13 +56,4 @@ def enrolled(api: Api, application: dict[str, Any]) -> Enrolled:
 @pytest.fixture
 def activation_state(app: Flask) -> Callable[[str], services.ActivationView]:
     """Read an activation's stored state (counter included) through the services."""
-
-    def read(activation_id: str) -> services.ActivationView:
-        with app.app_context():
-            session = new_session()
-            try:
-                return services.get_activation(session, activation_id)
-            finally:
-                session.close()
-
-    return read
+    return functools.partial(stored_activation, app)

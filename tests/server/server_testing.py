@@ -13,7 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.server.server_device import SimulatedDevice, b64, unb64
-from webapp import create_app
+from webapp import create_app, services
+from webapp.db import new_session
 
 
 def make_app(tmp_path: Path, **overrides: Any) -> Flask:
@@ -95,3 +96,9 @@ def database_dump(app: Flask) -> list[str]:
     path = app.config["DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
         return list(connection.iterdump())
+
+
+def stored_activation(app: Flask, activation_id: str) -> services.ActivationView:
+    """The activation as stored now, read through a session of its own."""
+    with app.app_context(), new_session() as session:
+        return services.get_activation(session, activation_id)

@@ -103,15 +103,6 @@ def enroll(app: Flask, user_id: str, store: Path, name: str = "Test phone") -> D
     return device
 
 
-def activation_view(app: Flask, activation_id: str) -> services.ActivationView:
-    with app.app_context():
-        session = new_session()
-        try:
-            return services.get_activation(session, activation_id)
-        finally:
-            session.close()
-
-
 def csrf(client: FlaskClient) -> str:
     """The session's CSRF token (put there if the session has none yet)."""
     with client.session_transaction() as session:

@@ -16,10 +16,10 @@ from PIL import Image
 from mtoken import Device
 from powerauth.operation_data import NoteField
 from powerauth.payload import parse_offline_payload
+from tests.server.server_testing import stored_activation
 from tests.web.pages_testing import (
     PIN,
     Clock,
-    activation_view,
     csrf,
     enroll,
     login,
@@ -247,7 +247,7 @@ def test_malformed_codes_are_form_errors_that_spend_nothing(
         response = post(logged_in, url, {"code": typed})
         assert response.status_code == 400, typed
         assert "Type the 16 digits" in response.get_data(as_text=True)
-    assert activation_view(app, activation_id).failed_attempts == 0
+    assert stored_activation(app, activation_id).failed_attempts == 0
     assert stored_operation(app, url.rsplit("/", 1)[1]).attempts_left == 5
 
 
@@ -269,7 +269,7 @@ def test_wrong_code_shows_attempts_left_and_five_block(
     assert blocked.status_code == 403
     assert "Your mobile token is blocked" in blocked.get_data(as_text=True)
     assert "unblock" in blocked.get_data(as_text=True)
-    view = activation_view(app, activation_id)
+    view = stored_activation(app, activation_id)
     assert view.status == "BLOCKED" and view.blocked_reason == "MAX_FAILED_ATTEMPTS"
     # A new payment cannot start while the device is blocked.
     again = post(logged_in, "/payment/new", payment_form(clock))
@@ -314,7 +314,7 @@ def test_expired_operation_spends_no_attempt(
     assert "This request has expired" in shown
     assert typed.status_code == 400
     assert "This request has expired" in typed.get_data(as_text=True)
-    assert activation_view(app, activation_id).failed_attempts == 0
+    assert stored_activation(app, activation_id).failed_attempts == 0
     assert logged_in.get(url + "/qr.png").status_code == 404
 
 
@@ -345,7 +345,7 @@ def test_cancelled_operation_spends_no_attempt(
 
     assert "This request was cancelled" in typed.get_data(as_text=True)
     activation_id = device.activations()[0].activation_id
-    assert activation_view(app, activation_id).failed_attempts == 0
+    assert stored_activation(app, activation_id).failed_attempts == 0
     assert "No payments yet." in logged_in.get("/account").get_data(as_text=True)
 
 
@@ -607,7 +607,7 @@ def test_double_submission_reaches_the_server_once(
     page = again.get_data(as_text=True)
     assert "being processed" in page and NOT_ACCEPTED not in page
     assert wrapper.calls == 1
-    assert activation_view(app, activation_id).failed_attempts == 0
+    assert stored_activation(app, activation_id).failed_attempts == 0
     assert "already confirmed" in post(logged_in, url, {"code": code}).get_data(
         as_text=True
     )
@@ -689,7 +689,7 @@ def test_anonymous_failed_logins_lock_the_login_not_the_device(
     for answer in answers[2:]:
         assert LOCKED in answer.get_data(as_text=True)
         assert "15 more minute(s)" in answer.get_data(as_text=True)
-    view = activation_view(app, activation_id)
+    view = stored_activation(app, activation_id)
     assert (view.status, view.failed_attempts) == ("ACTIVE", 3)
 
 
@@ -724,7 +724,7 @@ def test_login_lockout_ends_and_a_success_resets_the_count(
     clock.advance(minutes=15, seconds=1)
     login(app.test_client(), user, device)
     activation_id = device.activations()[0].activation_id
-    assert activation_view(app, activation_id).failed_attempts == 0
+    assert stored_activation(app, activation_id).failed_attempts == 0
     again = failed_login(app.test_client(), user)
     assert again.status_code == 400 and LOCKED not in again.get_data(as_text=True)
 

@@ -14,7 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mtoken import Device, StateStore
-from tests.web.pages_testing import PIN, activation_view, login
+from tests.server.server_testing import stored_activation
+from tests.web.pages_testing import PIN, login
 from webapp import demo, services
 from webapp.db import new_session
 from webapp.extensions import get_settings
@@ -30,7 +31,7 @@ def test_demo_user_is_seeded_once_and_can_log_in(
 
     assert first.created and not again.created
     assert again.activation_id == first.activation_id
-    assert activation_view(app, first.activation_id).status == "ACTIVE"
+    assert stored_activation(app, first.activation_id).status == "ACTIVE"
     phone = Device(StateStore(app.config["SIMULATOR_STATE_DIR"]))
     login(client, demo.DEMO_USER, phone)
 

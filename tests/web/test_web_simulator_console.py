@@ -12,11 +12,11 @@ from flask.testing import FlaskClient
 
 from mtoken import Device, StateStore
 from mtoken.errors import AmbiguousActivationError
+from tests.server.server_testing import stored_activation
 from tests.web.pages_testing import (
     CONSOLE_PASSWORD,
     PIN,
     Clock,
-    activation_view,
     enroll,
     login,
     make_app,
@@ -197,15 +197,15 @@ def test_console_block_unblock_remove_and_audit(
 
     blocked = post(client, f"{base}/block").get_data(as_text=True)
     assert "block done" in blocked
-    assert activation_view(app, activation_id).status == "BLOCKED"
+    assert stored_activation(app, activation_id).status == "BLOCKED"
     # The simulator page sees the new status after a refresh.
     StateStore(app.config["SIMULATOR_STATE_DIR"]).save(device.activations()[0])
     refreshed = post(client, f"/simulator/{activation_id}/refresh")
     assert "is BLOCKED" in refreshed.get_data(as_text=True)
     post(client, f"{base}/unblock")
-    assert activation_view(app, activation_id).status == "ACTIVE"
+    assert stored_activation(app, activation_id).status == "ACTIVE"
     post(client, f"{base}/remove")
-    assert activation_view(app, activation_id).status == "REMOVED"
+    assert stored_activation(app, activation_id).status == "REMOVED"
     assert post(client, f"{base}/explode").status_code == 404
     again = post(client, f"{base}/unblock")
     assert again.status_code == 400 and "only a BLOCKED" in again.get_data(as_text=True)
@@ -265,7 +265,7 @@ def test_activation_committed_from_the_console(app: Flask, client: FlaskClient) 
     done = post(client, f"/console/activations/{activation_id}/commit")
 
     assert f"Activation {activation_id}: commit done." in done.get_data(as_text=True)
-    assert activation_view(app, activation_id).status == "ACTIVE"
+    assert stored_activation(app, activation_id).status == "ACTIVE"
 
 
 def test_simulator_refuses_a_short_pin(app: Flask, client: FlaskClient) -> None:
